@@ -1,0 +1,45 @@
+# crew's front door. On a fresh Debian machine: `make run` and `make test`.
+# Every target installs what is missing first (make deps), then builds through CMake presets.
+
+SHELL := /bin/bash
+JOBS ?= $(shell nproc)
+
+# Debian packages crew needs to build, test and benchmark (see docs and DESIGN).
+PACKAGES := build-essential cmake ninja-build pkg-config git \
+            libuv1-dev nlohmann-json3-dev node-llhttp libgtest-dev libbenchmark-dev \
+            nodejs wrk nginx-light
+
+.PHONY: deps build debug test test-asan test-tsan run bench clean
+
+deps:
+	@bash scripts/deps.sh $(PACKAGES)
+
+build: deps
+	@cmake --preset release >/dev/null
+	@cmake --build --preset release -j $(JOBS)
+
+debug: deps
+	@cmake --preset debug >/dev/null
+	@cmake --build --preset debug -j $(JOBS)
+
+test: build
+	@ctest --preset release
+
+test-asan: deps
+	@cmake --preset asan >/dev/null
+	@cmake --build --preset asan -j $(JOBS)
+	@ctest --preset asan
+
+test-tsan: deps
+	@cmake --preset tsan >/dev/null
+	@cmake --build --preset tsan -j $(JOBS)
+	@ctest --preset tsan
+
+run: build
+	@bash scripts/run-examples.sh build/bin
+
+bench: build
+	@bash bench/run.sh build/bin
+
+clean:
+	@rm -rf build build-debug build-asan build-tsan

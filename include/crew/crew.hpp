@@ -1,0 +1,10 @@
+// crew: Node.js's concurrency model for C++20, on libuv. The umbrella header.
+#pragma once
+
+#include "crew/buffer.hpp"
+#include "crew/error.hpp"
+#include "crew/loop.hpp"
+#include "crew/message.hpp"
+#include "crew/signal.hpp"
+#include "crew/timer.hpp"
+#include "crew/work.hpp"

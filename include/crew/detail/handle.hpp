@@ -1,0 +1,106 @@
+// The handle-lifetime rule, written once (STYLE.md rules 6 and 7).
+//
+// libuv closes handles asynchronously: after uv_close() the uv_*_t must stay
+// valid until the close callback runs, on a later loop iteration. So every crew
+// handle keeps its uv_*_t, and the user's callbacks, in a heap block derived from
+// handle_state, and the user-facing object (derived from handle_owner) only
+// points at it:
+//
+//   - destroying the owner closes the handle; the block lives on until libuv's
+//     close callback deletes it, so a callback that destroys its own owner is safe;
+//   - once the owner is gone no user callback runs (uv_close stops them);
+//   - a loop destroyed with handles still open closes them all and detaches
+//     their owners, whose methods then do nothing and whose destructors are no-ops.
+#pragma once
+
+#include <uv.h>
+
+#include <utility>
+
+namespace crew {
+class loop;
+}
+
+namespace crew::detail {
+
+class handle_owner;
+
+/// Base of every handle's heap block. Loop thread only.
+struct handle_state {
+  explicit handle_state(crew::loop& l) noexcept : loop(l) {}
+  handle_state(const handle_state&) = delete;
+  handle_state& operator=(const handle_state&) = delete;
+  virtual ~handle_state();
+
+  /// The uv handle inside the derived block.
+  virtual uv_handle_t* uv() noexcept = 0;
+
+  /// Call once the uv handle is initialised: points its data at this block and
+  /// lists the block with its loop, which closes it if still open at the end.
+  void attach(handle_owner* new_owner) noexcept;
+
+  /// Detaches the owner and closes the uv handle; the close callback deletes this
+  /// block. Idempotent.
+  void close() noexcept;
+
+  crew::loop& loop;
+  handle_owner* owner = nullptr;
+  handle_state* previous = nullptr;  // the loop's list of open handles
+  handle_state* next = nullptr;
+  bool closing = false;
+};
+
+/// Base of the user-facing handle objects: move-only, closes on destruction.
+class handle_owner {
+ public:
+  /// Whether the handle is open: false after close(), after a move from it, and
+  /// after its loop closed it.
+  bool is_open() const noexcept { return state_ != nullptr; }
+
+  /// Closes the handle now; no callback of it runs afterwards.
+  void close() noexcept {
+    if (state_) state_->close();
+  }
+
+  /// A referenced handle keeps its loop's run() going while it is active.
+  void ref() noexcept {
+    if (state_) uv_ref(state_->uv());
+  }
+  void unref() noexcept {
+    if (state_) uv_unref(state_->uv());
+  }
+  bool has_ref() const noexcept { return state_ && uv_has_ref(state_->uv()); }
+
+ protected:
+  handle_owner() noexcept = default;
+  handle_owner(handle_owner&& other) noexcept : state_(std::exchange(other.state_, nullptr)) {
+    if (state_) state_->owner = this;
+  }
+  handle_owner& operator=(handle_owner&& other) noexcept {
+    if (this != &other) {
+      close();
+      state_ = std::exchange(other.state_, nullptr);
+      if (state_) state_->owner = this;
+    }
+    return *this;
+  }
+  ~handle_owner() { close(); }
+
+  /// Takes a freshly initialised block.
+  void adopt(handle_state* state) noexcept {
+    close();
+    state_ = state;
+    state_->attach(this);
+  }
+
+  template <class State>
+  State* state_as() const noexcept {
+    return static_cast<State*>(state_);
+  }
+
+ private:
+  friend struct handle_state;
+  handle_state* state_ = nullptr;
+};
+
+}  // namespace crew::detail

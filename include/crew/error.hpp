@@ -1,0 +1,100 @@
+// crew's errors: std::error_code values named like Node's `err.code`.
+//
+// Every failure crew reports is a std::error_code in crew's category. libuv's
+// codes keep their values (UV_ENOENT, UV_ECANCELED, ...); crew's own conditions
+// are the enumerators of crew::errc. Each code has Node's name and compares
+// equal to the matching std::errc, so callers can test either way:
+//
+//   std::error_code ec = crew::uv_error(UV_ENOENT);
+//   crew::error_name(ec);                         // "ENOENT"
+//   ec == std::errc::no_such_file_or_directory;   // true
+//   ec.message();                                  // "no such file or directory"
+//
+// Fallible calls return std::error_code or crew::result<T>; throwing
+// conveniences throw std::system_error carrying the same code.
+#pragma once
+
+#include <string>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <variant>
+
+namespace crew {
+
+/// crew's own error conditions. Names follow Node where Node has one
+/// (ERR_IPC_CHANNEL_CLOSED); error_name() returns that spelling.
+enum class errc : int {
+  ipc_channel_closed = 1,          ///< "ERR_IPC_CHANNEL_CLOSED": send on a closed channel.
+  child_process_stdio_maxbuffer,   ///< "ERR_CHILD_PROCESS_STDIO_MAXBUFFER": output past max_buffer.
+  invalid_message,                 ///< "ERR_INVALID_MESSAGE": a message that cannot be decoded.
+  message_too_large,               ///< "ERR_MESSAGE_TOO_LARGE": a message over the size limit.
+  queue_full,                      ///< "ERR_QUEUE_FULL": a bounded queue rejected the item.
+};
+
+/// The category of every code crew reports. Negative values are libuv's codes,
+/// positive values are crew::errc. Thread-safe; lives for the whole program.
+const std::error_category& error_category() noexcept;
+
+/// Makes a crew code from one of crew's own conditions.
+std::error_code make_error_code(errc e) noexcept;
+
+/// Makes a crew code from a libuv status (a negative UV_E* value); 0 gives success.
+std::error_code uv_error(int status) noexcept;
+
+/// Node's name for a code: "ENOENT", "ECANCELED", "ERR_IPC_CHANNEL_CLOSED".
+/// Works for crew's category and for std::generic_category()/system_category()
+/// (errno values); other categories give "UNKNOWN". Success gives "".
+std::string error_name(const std::error_code& ec);
+
+/// Throws std::system_error(ec, what) when ec holds an error.
+inline void throw_if_error(const std::error_code& ec, const char* what) {
+  if (ec) throw std::system_error(ec, what);
+}
+
+/// A value of type T or the error_code that explains why there is none.
+/// Like std::expected<T, std::error_code> (C++23). value() on an error throws
+/// std::system_error with that code.
+template <class T>
+class [[nodiscard]] result {
+ public:
+  using value_type = T;
+
+  result(T value) noexcept(std::is_nothrow_move_constructible_v<T>)  // NOLINT: implicit
+      : state_(std::in_place_index<0>, std::move(value)) {}
+  result(std::error_code ec) noexcept : state_(std::in_place_index<1>, ec) {}  // NOLINT: implicit
+  result(errc e) noexcept : result(make_error_code(e)) {}                      // NOLINT: implicit
+
+  bool has_value() const noexcept { return state_.index() == 0; }
+  explicit operator bool() const noexcept { return has_value(); }
+
+  /// The error; a default (success) code when there is a value.
+  std::error_code error() const noexcept { return has_value() ? std::error_code{} : std::get<1>(state_); }
+
+  T& value() & { return check(), std::get<0>(state_); }
+  const T& value() const& { return check(), std::get<0>(state_); }
+  T&& value() && { return check(), std::get<0>(std::move(state_)); }
+
+  template <class U>
+  T value_or(U&& fallback) const& {
+    return has_value() ? std::get<0>(state_) : static_cast<T>(std::forward<U>(fallback));
+  }
+
+  T& operator*() & noexcept { return *std::get_if<0>(&state_); }
+  const T& operator*() const& noexcept { return *std::get_if<0>(&state_); }
+  T&& operator*() && noexcept { return std::move(*std::get_if<0>(&state_)); }
+  T* operator->() noexcept { return std::get_if<0>(&state_); }
+  const T* operator->() const noexcept { return std::get_if<0>(&state_); }
+
+ private:
+  void check() const {
+    if (!has_value()) throw std::system_error(std::get<1>(state_));
+  }
+
+  std::variant<T, std::error_code> state_;
+};
+
+}  // namespace crew
+
+template <>
+struct std::is_error_code_enum<crew::errc> : std::true_type {};

@@ -1,0 +1,33 @@
+#include "crew/detail/handle.hpp"
+
+#include <cassert>
+
+#include "crew/loop.hpp"
+
+namespace crew::detail {
+
+handle_state::~handle_state() { assert(!owner && previous == nullptr && loop.handles_ != this); }
+
+void handle_state::attach(handle_owner* new_owner) noexcept {
+  owner = new_owner;
+  uv()->data = this;
+  next = loop.handles_;
+  if (next) next->previous = this;
+  loop.handles_ = this;
+}
+
+void handle_state::close() noexcept {
+  if (closing) return;
+  closing = true;
+  if (owner) owner->state_ = nullptr;
+  owner = nullptr;
+  if (previous)
+    previous->next = next;
+  else
+    loop.handles_ = next;
+  if (next) next->previous = previous;
+  previous = next = nullptr;
+  uv_close(uv(), [](uv_handle_t* handle) { delete static_cast<handle_state*>(handle->data); });
+}
+
+}  // namespace crew::detail

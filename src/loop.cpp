@@ -1,0 +1,118 @@
+#include "crew/loop.hpp"
+
+#include <cassert>
+#include <memory>
+#include <system_error>
+
+#include "crew/detail/handle.hpp"
+#include "crew/error.hpp"
+
+namespace crew {
+namespace {
+
+thread_local loop* current_loop = nullptr;
+thread_local std::unique_ptr<loop> implicit_loop;  // made by current() when a thread has none
+
+}  // namespace
+
+loop::loop() : thread_(std::this_thread::get_id()) {
+  if (int rc = uv_loop_init(&uv_)) throw std::system_error(uv_error(rc), "uv_loop_init");
+  if (int rc = uv_async_init(&uv_, &async_, &loop::on_async)) {
+    uv_loop_close(&uv_);
+    throw std::system_error(uv_error(rc), "uv_async_init");
+  }
+  async_.data = this;
+  // The wake-up handle alone must not keep run() going; keep_alive refs it.
+  uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+  if (!current_loop) current_loop = this;
+}
+
+loop::~loop() {
+  while (handles_) handles_->close();
+  uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
+  // Runs the close callbacks and waits for thread-pool work still in flight,
+  // which points at this loop. Foreign libuv handles are the user's to close.
+  do uv_run(&uv_, UV_RUN_DEFAULT);
+  while (uv_loop_alive(&uv_));
+  [[maybe_unused]] int rc = uv_loop_close(&uv_);
+  assert(rc == 0 && "a libuv handle not owned by crew is still open on a loop being destroyed");
+  {
+    std::lock_guard lock(posts_mutex_);
+    draining_ = std::move(posts_);
+  }
+  draining_.clear();
+  if (current_loop == this) current_loop = nullptr;
+}
+
+loop& loop::current() {
+  if (!current_loop) implicit_loop = std::make_unique<loop>();
+  return *current_loop;
+}
+
+void loop::run() {
+  uv_run(&uv_, UV_RUN_DEFAULT);
+  rethrow_failure();
+}
+
+bool loop::run_once() {
+  bool more = uv_run(&uv_, UV_RUN_ONCE) != 0;
+  rethrow_failure();
+  return more;
+}
+
+void loop::post(detail::unique_function<void()> fn) {
+  {
+    std::lock_guard lock(posts_mutex_);
+    posts_.push_back(std::move(fn));
+  }
+  // uv_async_send coalesces: while a wake-up is pending it costs one atomic
+  // exchange and no system call, so a burst of posts wakes the loop once.
+  uv_async_send(&async_);
+}
+
+void loop::on_async(uv_async_t* async) { static_cast<loop*>(async->data)->drain_posts(); }
+
+void loop::drain_posts() {
+  {
+    std::lock_guard lock(posts_mutex_);
+    draining_.swap(posts_);  // both vectors keep their capacity: no allocation per batch
+  }
+  for (auto& fn : draining_) invoke(fn);
+  draining_.clear();
+}
+
+void loop::fail(std::exception_ptr error) noexcept {
+  if (!failure_) failure_ = std::move(error);
+  stop();
+}
+
+void loop::rethrow_failure() {
+  if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
+}
+
+void loop::hold() {
+  assert(in_loop_thread());
+  if (holds_++ == 0) uv_ref(reinterpret_cast<uv_handle_t*>(&async_));
+}
+
+void loop::unhold() noexcept {
+  if (--holds_ == 0) uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
+}
+
+loop::keep_alive::keep_alive(loop& l) : loop_(&l) { l.hold(); }
+
+loop::keep_alive& loop::keep_alive::operator=(keep_alive&& other) noexcept {
+  if (this != &other) {
+    release();
+    loop_ = std::exchange(other.loop_, nullptr);
+  }
+  return *this;
+}
+
+void loop::keep_alive::release() noexcept {
+  // Released through a post so that any thread may release; the referenced
+  // async handle wakes the loop to run it.
+  if (loop* l = std::exchange(loop_, nullptr)) l->post([l] { l->unhold(); });
+}
+
+}  // namespace crew

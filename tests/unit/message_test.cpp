@@ -1,0 +1,126 @@
+#include "crew/message.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace shapes {
+
+struct point {
+  int x = 0;
+  int y = 0;
+  bool operator==(const point&) const = default;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(point, x, y)
+
+struct polygon {
+  std::string name;
+  std::vector<point> corners;
+  std::map<std::string, double> tags;
+  bool operator==(const polygon&) const = default;
+};
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(polygon, name, corners, tags)
+
+}  // namespace shapes
+
+namespace {
+
+static_assert(std::is_nothrow_move_constructible_v<crew::message>);
+static_assert(!std::is_copy_constructible_v<crew::message>);
+
+TEST(message, a_user_type_goes_in_and_comes_out_as_itself) {
+  shapes::polygon sent{"triangle", {{0, 0}, {4, 0}, {0, 3}}, {{"area", 6.0}}};
+  crew::message m = sent;
+  EXPECT_EQ(m.value()["corners"][1]["x"], 4);
+  EXPECT_EQ(m.get<shapes::polygon>(), sent);
+}
+
+TEST(message, a_user_type_survives_the_text_round_trip) {
+  shapes::polygon sent{"snowman \u2603 \U0001F600", {{-1, 2147483647}}, {{"pi", 3.141592653589793}}};
+  crew::message m = sent;
+  crew::result<crew::message> back = crew::message::parse(m.to_string());
+  ASSERT_TRUE(back) << crew::error_name(back.error());
+  EXPECT_EQ(back->get<shapes::polygon>(), sent);
+}
+
+TEST(message, text_is_compact_json_like_json_stringify) {
+  crew::message m = nlohmann::json{{"a", 1}, {"b", {true, nullptr, "x"}}};
+  EXPECT_EQ(m.to_string(), R"({"a":1,"b":[true,null,"x"]})");
+}
+
+TEST(message, text_never_contains_a_raw_newline) {
+  crew::message m = std::string("line one\nline two\r\u2028end");
+  std::string text = m.to_string();
+  EXPECT_EQ(text.find('\n'), std::string::npos);
+  EXPECT_EQ(crew::message::parse(text)->get<std::string>(), "line one\nline two\r\u2028end");
+}
+
+TEST(message, invalid_utf8_in_a_string_is_replaced_not_thrown) {
+  crew::message m = std::string("bad \xff byte");
+  EXPECT_EQ(m.to_string(), "\"bad \xEF\xBF\xBD byte\"");
+}
+
+TEST(message, a_value_of_the_wrong_shape_is_err_invalid_message) {
+  crew::message m = nlohmann::json{{"x", "not a number"}, {"y", 2}};
+  crew::result<shapes::point> p = m.try_get<shapes::point>();
+  ASSERT_FALSE(p);
+  EXPECT_EQ(crew::error_name(p.error()), "ERR_INVALID_MESSAGE");
+  try {
+    (void)m.get<shapes::point>();
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), crew::errc::invalid_message);
+    EXPECT_NE(std::string(e.what()).find("number"), std::string::npos) << e.what();
+  }
+}
+
+TEST(message, text_that_is_not_json_is_err_invalid_message) {
+  for (std::string_view bad : {"", "{", "{\"a\":}", "[1,2", "nul", "\"unterminated", "{} trailing", "\"\xff\""}) {
+    crew::result<crew::message> r = crew::message::parse(bad);
+    EXPECT_EQ(r.error(), crew::errc::invalid_message) << "accepted: " << bad;
+  }
+}
+
+TEST(message, nesting_is_bounded_so_hostile_text_cannot_exhaust_the_stack) {
+  auto nested = [](int depth) {
+    std::string text(depth, '[');
+    return text.append(depth, ']');
+  };
+  EXPECT_TRUE(crew::message::parse(nested(crew::message::max_depth)));
+  EXPECT_EQ(crew::message::parse(nested(crew::message::max_depth + 1)).error(), crew::errc::invalid_message);
+  EXPECT_EQ(crew::message::parse(std::string(10'000'000, '{')).error(), crew::errc::invalid_message);
+  // Brackets inside strings do not count as nesting.
+  std::string text(1, '"');
+  text.append(5000, '[').append("\\\"\"");
+  EXPECT_TRUE(crew::message::parse(text)) << "brackets in a string are not structure";
+}
+
+TEST(message, attachments_move_with_the_message_without_a_copy) {
+  crew::message m = std::string("frame");
+  m.attach(crew::buffer(std::string_view("pixels")));
+  const std::byte* bytes = m.buffers()[0].data();
+  crew::message moved = std::move(m);
+  ASSERT_EQ(moved.buffers().size(), 1u);
+  EXPECT_EQ(moved.buffers()[0].data(), bytes);
+  EXPECT_EQ(moved.buffers()[0].view(), "pixels");
+}
+
+TEST(message, clone_copies_value_and_attachments) {
+  crew::message m = 5;
+  m.attach(crew::buffer(std::string_view("abc")));
+  crew::message copy = m.clone();
+  EXPECT_EQ(copy.get<int>(), 5);
+  ASSERT_EQ(copy.buffers().size(), 1u);
+  EXPECT_NE(copy.buffers()[0].data(), m.buffers()[0].data());
+  EXPECT_EQ(copy.buffers()[0].view(), "abc");
+}
+
+TEST(message, a_default_message_is_null) {
+  crew::message m;
+  EXPECT_TRUE(m.value().is_null());
+  EXPECT_EQ(m.to_string(), "null");
+}
+
+}  // namespace
