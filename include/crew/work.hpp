@@ -72,6 +72,12 @@ class work {
 template <class Work, class Done>
 work queue_work(Work&& fn, Done&& done, loop& l = loop::current()) {
   using value = std::invoke_result_t<std::decay_t<Work>&>;
+  if constexpr (std::is_void_v<value>)
+    static_assert(std::is_invocable_v<std::decay_t<Done>&, std::error_code>,
+                  "queue_work: fn returns void, so done must accept std::error_code");
+  else
+    static_assert(std::is_invocable_v<std::decay_t<Done>&, result<value>>,
+                  "queue_work: done must accept crew::result<R>, R being fn's return type");
 
   struct job final : detail::work_state {
     job(Work&& w, Done&& d) : fn(std::forward<Work>(w)), done(std::forward<Done>(d)) {}

@@ -1,0 +1,63 @@
+// crew-bench WORKLOAD [--option value ...]
+#include <cstdlib>
+#include <string>
+
+#include "workload.hpp"
+
+namespace crew::bench {
+
+options::options(int argc, char** argv) {
+  for (int i = 2; i + 1 < argc; i += 2) {
+    std::string key = argv[i];
+    if (key.rfind("--", 0) != 0) {
+      std::fprintf(stderr, "crew-bench: expected --option, got %s\n", argv[i]);
+      std::exit(2);
+    }
+    values_[key.substr(2)] = argv[i + 1];
+  }
+}
+
+long options::integer(const std::string& name, long fallback) const {
+  auto it = values_.find(name);
+  if (it == values_.end()) return fallback;
+  char* end = nullptr;
+  long value = std::strtol(it->second.c_str(), &end, 10);
+  if (*end != '\0' || value <= 0) {
+    std::fprintf(stderr, "crew-bench: --%s needs a positive integer, got %s\n", name.c_str(), it->second.c_str());
+    std::exit(2);
+  }
+  return value;
+}
+
+}  // namespace crew::bench
+
+namespace {
+
+struct workload {
+  const char* name;
+  int (*run)(const crew::bench::options&);
+  const char* usage;
+};
+
+constexpr workload workloads[] = {
+    {"post", crew::bench::post, "post [--count N]        cross-thread posts: post_one_way, post_roundtrip"},
+    {"queue_work", crew::bench::queue_work,
+     "queue_work [--count N] [--in-flight K]  jobs through libuv's thread pool: queue_work_rate"},
+};
+
+int usage() {
+  std::fprintf(stderr, "usage: crew-bench WORKLOAD [--option value ...]\nworkloads:\n");
+  for (const auto& w : workloads) std::fprintf(stderr, "  %s\n", w.usage);
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) return usage();
+  std::string name = argv[1];
+  for (const auto& w : workloads)
+    if (name == w.name) return w.run(crew::bench::options(argc, argv));
+  std::fprintf(stderr, "crew-bench: unknown workload '%s'\n", name.c_str());
+  return usage();
+}

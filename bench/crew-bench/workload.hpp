@@ -1,0 +1,42 @@
+// crew-bench's workloads: each reads its options and prints one line per figure,
+// `name value unit`, the format bench/run.sh compares with the Node scripts.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <string>
+#include <string_view>
+
+namespace crew::bench {
+
+/// --name value pairs from the command line.
+class options {
+ public:
+  options(int argc, char** argv);
+  /// The integer value of --name, or `fallback` when absent. Exits with a
+  /// message when the value is not a positive integer.
+  long integer(const std::string& name, long fallback) const;
+
+ private:
+  std::map<std::string, std::string> values_;
+};
+
+inline void report(std::string_view name, double value, std::string_view unit) {
+  std::printf("%.*s %.6g %.*s\n", static_cast<int>(name.size()), name.data(), value,
+              static_cast<int>(unit.size()), unit.data());
+}
+
+using clock = std::chrono::steady_clock;
+
+inline double seconds_since(clock::time_point start) {
+  return std::chrono::duration<double>(clock::now() - start).count();
+}
+
+int post(const options& opts);        // cross-thread posts: one-way rate and round trip
+int queue_work(const options& opts);  // jobs through libuv's thread pool
+
+}  // namespace crew::bench

@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# make bench: every workload in crew and in Node, side by side; prints a table of
+# ratios and rewrites BENCHMARKS.md with the date and the machine.
+#
+# Each side runs RUNS times (default 3) and keeps the median of each figure: the
+# machines are shared and noisy, so ratios from one run matter more than absolutes.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${1:-build/bin}
+runs=${RUNS:-3}
+
+# workload | crew-bench arguments | node script arguments
+workloads=(
+  "post|post --count 1000000|bench/node/post.js --count 1000000"
+  "queue_work|queue_work --count 200000 --in-flight 64|bench/node/queue_work.js --count 200000 --in-flight 64"
+)
+
+# Runs a command RUNS times; prints `name median unit` per figure.
+median_of_runs() {
+  local out
+  out=$(for ((i = 0; i < runs; i++)); do "$@" || exit 1; done) || return 1
+  # Number each figure by first appearance, sort each figure's values, keep the middle one.
+  awk '!($1 in order) { order[$1] = ++n } { print order[$1], $1, $2, $3 }' <<<"$out" |
+    sort -k1,1n -k3,3g |
+    awk '{ name[$1] = $2; unit[$1] = $4; v[$1, ++c[$1]] = $3 }
+         END { for (i = 1; i in c; i++) print name[i], v[i, int((c[i] + 1) / 2)], unit[i] }'
+}
+
+# Higher is better for rates; lower is better for times.
+better_when_higher() { [[ $1 == *per_s ]]; }
+
+rows=()
+for entry in "${workloads[@]}"; do
+  IFS='|' read -r name crew_args node_args <<<"$entry"
+  echo "bench: $name" >&2
+  # shellcheck disable=SC2086
+  crew_out=$(median_of_runs "$bin/crew-bench" $crew_args)
+  # shellcheck disable=SC2086
+  node_out=$(median_of_runs node $node_args)
+  while read -r figure crew_value unit; do
+    node_value=$(awk -v f="$figure" '$1 == f { print $2 }' <<<"$node_out")
+    if [[ -z $node_value ]]; then
+      ratio="-"
+    elif better_when_higher "$unit"; then
+      ratio=$(awk -v c="$crew_value" -v n="$node_value" 'BEGIN { printf "%.2fx", c / n }')
+    else
+      ratio=$(awk -v c="$crew_value" -v n="$node_value" 'BEGIN { printf "%.2fx", n / c }')
+    fi
+    rows+=("$name|$figure|$unit|$crew_value|${node_value:--}|$ratio")
+  done <<<"$crew_out"
+done
+
+table() {
+  echo "| workload | figure | unit | crew | node | crew's advantage |"
+  echo "|---|---|---|---:|---:|---:|"
+  for row in "${rows[@]}"; do echo "| ${row//|/ | } |"; done
+}
+
+cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
+machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
+{
+  echo "# Benchmarks"
+  echo
+  echo "Written by \`make bench\` (bench/run.sh) on $(date -u '+%Y-%m-%d %H:%M UTC')."
+  echo
+  echo "- machine: $machine"
+  echo "- node: $(node --version); libuv: $(pkg-config --modversion libuv); median of $runs runs per side"
+  echo "- crew's advantage: crew/node for rates (per_s), node/crew for times (us); above 1x, crew is ahead."
+  echo
+  table
+  echo
+  echo "What each workload measures, in crew and in Node:"
+  echo
+  echo "- **post**: \`post_one_way\`, a producer thread posts 1,000,000 small closures to a loop (Node: a worker"
+  echo "  posts 1,000,000 numbers to the main thread); \`post_roundtrip\`, a post to another thread's loop and"
+  echo "  back, 100,000 times in sequence (Node: main to worker and back with postMessage)."
+  echo "- **queue_work**: 200,000 tiny jobs through libuv's thread pool, 64 in flight (Node has no public"
+  echo "  queue_work; its smallest pool-backed call is \`crypto.pbkdf2\` with one iteration)."
+} > BENCHMARKS.md
+
+table
