@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# make run: starts crew-server when it exists; until then, runs each example in
+# turn and says what it shows.
+set -uo pipefail
+bin=${1:-build/bin}
+
+if [[ -x $bin/crew-server ]]; then
+  exec "$bin/crew-server"
+fi
+
+# example | what it shows
+examples=(
+  "thread-pool|blocking file reads and hashing on libuv's thread pool while the main loop keeps ticking"
+)
+
+status=0
+for entry in "${examples[@]}"; do
+  IFS='|' read -r name what <<<"$entry"
+  echo "=== $name: $what"
+  "$bin/$name" || { echo "=== $name exited with $?"; status=1; }
+  echo
+done
+exit $status
