@@ -4,13 +4,6 @@
 
 namespace crew {
 
-struct signal_watcher::state final : detail::handle_state {
-  using handle_state::handle_state;
-  uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&handle); }
-  uv_signal_t handle;
-  callback fn;
-};
-
 signal_watcher::signal_watcher(loop& l) {
   auto* s = new state(l);
   if (int rc = uv_signal_init(l.native(), &s->handle)) {
@@ -30,12 +23,7 @@ std::error_code signal_watcher::start_oneshot(int signum, callback fn) {
 std::error_code signal_watcher::begin(int signum, callback fn, bool oneshot) {
   state* s = state_as<state>();
   if (!s) return uv_error(UV_EBADF);
-  auto deliver = [](uv_signal_t* handle, int number) {
-    auto* self = static_cast<state*>(handle->data);
-    callback running = std::move(self->fn);  // see timer::on_timeout
-    self->loop.invoke(running, number);
-    if (!self->fn && !self->closing && uv_is_active(self->uv())) self->fn = std::move(running);
-  };
+  auto deliver = [](uv_signal_t* handle, int number) { static_cast<state*>(handle->data)->dispatch(number); };
   callback previous = std::exchange(s->fn, std::move(fn));
   int rc = oneshot ? uv_signal_start_oneshot(&s->handle, deliver, signum)
                    : uv_signal_start(&s->handle, deliver, signum);

@@ -40,7 +40,7 @@ class signal_watcher : public detail::handle_owner {
   int signum() const noexcept;
 
  private:
-  struct state;
+  using state = detail::callback_handle_state<uv_signal_t, void(int)>;
   std::error_code begin(int signum, callback fn, bool oneshot);
 };
 

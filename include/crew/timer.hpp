@@ -39,8 +39,7 @@ class timer : public detail::handle_owner {
   bool active() const noexcept;
 
  private:
-  struct state;
-  static void on_timeout(uv_timer_t* handle);
+  using state = detail::callback_handle_state<uv_timer_t, void()>;
 };
 
 /// Node's setTimeout: fn runs once after `delay`, unless the timer is destroyed first.

@@ -17,9 +17,8 @@
 
 #include <utility>
 
-namespace crew {
-class loop;
-}
+#include "crew/detail/unique_function.hpp"
+#include "crew/loop.hpp"
 
 namespace crew::detail {
 
@@ -48,6 +47,28 @@ struct handle_state {
   handle_state* previous = nullptr;  // the loop's list of open handles
   handle_state* next = nullptr;
   bool closing = false;
+};
+
+/// The block of a handle with one uv handle of type Uv and one callback, such
+/// as a timer or a signal watcher.
+template <class Uv, class Signature>
+struct callback_handle_state final : handle_state {
+  using handle_state::handle_state;
+  uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&handle); }
+
+  /// Calls the callback from libuv's callback. It is moved out while it runs,
+  /// so that it may replace itself (restart its timer with a new callback) or
+  /// close its handle without destroying the function that is executing; it is
+  /// kept afterwards only while the handle stays active and unreplaced.
+  template <class... Args>
+  void dispatch(Args&&... args) {
+    unique_function<Signature> running = std::move(fn);
+    loop.invoke(running, std::forward<Args>(args)...);
+    if (!fn && !closing && uv_is_active(uv())) fn = std::move(running);
+  }
+
+  Uv handle;
+  unique_function<Signature> fn;
 };
 
 /// Base of the user-facing handle objects: move-only, closes on destruction.
