@@ -11,6 +11,9 @@ fi
 # example | what it shows
 examples=(
   "thread-pool|blocking file reads and hashing on libuv's thread pool while the main loop keeps ticking"
+  "spawn-ls|spawn('ls', ['-lh', '/usr']): the child's output streamed as it arrives, then its exit code"
+  "exec|exec('ls -lh /usr') and exec('node -v'): buffered output handed to a callback"
+  "spawn-ping|spawn('ping', ['-c', '3', '127.0.0.1']): a long-running child streamed line by line"
 )
 
 status=0

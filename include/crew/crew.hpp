@@ -2,9 +2,11 @@
 #pragma once
 
 #include "crew/buffer.hpp"
+#include "crew/child_process.hpp"
 #include "crew/error.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
 #include "crew/signal.hpp"
+#include "crew/stream.hpp"
 #include "crew/timer.hpp"
 #include "crew/work.hpp"

@@ -19,6 +19,7 @@ void handle_state::attach(handle_owner* new_owner) noexcept {
 void handle_state::close() noexcept {
   if (closing) return;
   closing = true;
+  on_closing();
   if (owner) owner->state_ = nullptr;
   owner = nullptr;
   if (previous)

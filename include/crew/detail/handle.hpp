@@ -42,11 +42,16 @@ struct handle_state {
   /// block. Idempotent.
   void close() noexcept;
 
+  /// Called once by close(), before the owner is detached: a block that must tell
+  /// someone else it is closing (a child's stdio tells its process) does it here.
+  virtual void on_closing() noexcept {}
+
   crew::loop& loop;
   handle_owner* owner = nullptr;
   handle_state* previous = nullptr;  // the loop's list of open handles
   handle_state* next = nullptr;
   bool closing = false;
+  bool closed_by_owner = false;  // the owner called close() or was destroyed
 };
 
 /// The block of a handle with one uv handle of type Uv and one callback, such
@@ -80,7 +85,10 @@ class handle_owner {
 
   /// Closes the handle now; no callback of it runs afterwards.
   void close() noexcept {
-    if (state_) state_->close();
+    if (state_) {
+      state_->closed_by_owner = true;
+      state_->close();
+    }
   }
 
   /// A referenced handle keeps its loop's run() going while it is active.
@@ -112,6 +120,13 @@ class handle_owner {
     close();
     state_ = state;
     state_->attach(this);
+  }
+
+  /// Lets go of the block without closing it: the block carries on alone (a
+  /// child process still to be reaped) and closes itself later.
+  void release() noexcept {
+    if (state_) state_->owner = nullptr;
+    state_ = nullptr;
   }
 
   template <class State>

@@ -1,0 +1,221 @@
+// Node's child_process for C++: spawn, exec, exec_file and their _sync forms.
+//
+//   crew::child_process ls = crew::spawn("ls", {"-lh", "/usr"});
+//   ls.out().on_data([](std::string_view chunk) { std::fwrite(chunk.data(), 1, chunk.size(), stdout); });
+//   ls.on_close([](crew::exit_status s) { std::printf("child exited with code %d\n", s.code); });
+//
+//   crew::exec("ps aux | head -10", {}, [](crew::exec_result r) {
+//     if (r.ok()) std::fputs(r.out.c_str(), stdout);
+//   });
+//
+// Processes start through a vfork-class clone on Linux: the cost does not grow
+// with the parent's memory. Exit is watched through a pidfd: no SIGCHLD handler,
+// no PID-reuse race, and every child is reaped. `stdin`, `stdout` and `stderr`
+// are macros in C, so the child's pipes are in(), out() and err().
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <csignal>
+#include <cstddef>
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "crew/detail/handle.hpp"
+#include "crew/detail/unique_function.hpp"
+#include "crew/error.hpp"
+#include "crew/loop.hpp"
+#include "crew/stream.hpp"
+
+namespace crew {
+
+/// How one of the child's file descriptors is set up (Node's stdio entries).
+struct stdio {
+  enum class kind { pipe, inherit, ignore, fd };
+  kind how = kind::pipe;
+  int fd = -1;  // for kind::fd: our descriptor, which becomes the child's
+
+  static stdio pipe() noexcept { return {kind::pipe}; }        ///< a pipe to a crew::stream
+  static stdio inherit() noexcept { return {kind::inherit}; }  ///< the parent's own fd of that number
+  static stdio ignore() noexcept { return {kind::ignore}; }    ///< /dev/null
+  static stdio from_fd(int fd) noexcept { return {kind::fd, fd}; }  ///< one of our fds
+};
+
+using environment = std::map<std::string, std::string>;
+
+/// Options of spawn().
+struct spawn_options {
+  std::string cwd;                  ///< working directory; default: the parent's
+  std::optional<environment> env;   ///< the whole environment; default: the parent's
+  environment extra_env;            ///< added to env (or to the parent's); default: none
+  std::string argv0;                ///< argv[0] seen by the program; default: the command
+  std::vector<crew::stdio> stdio{crew::stdio::pipe(), crew::stdio::pipe(), crew::stdio::pipe()};  ///< default: three pipes
+  bool detached = false;            ///< new session and process group (setsid); default: false
+  bool process_group = false;       ///< own process group, so kill_tree() reaches its descendants; default: false
+  std::optional<uid_t> uid;         ///< run as this user; default: ours
+  std::optional<gid_t> gid;         ///< run as this group; default: ours
+  std::string shell;                ///< run `shell -c "command args..."`; default: "" (no shell)
+  std::chrono::milliseconds timeout{0};  ///< kill with kill_signal after this long; default: 0 (never)
+  int kill_signal = SIGTERM;        ///< for timeout and stop; default: SIGTERM
+  std::stop_token stop;             ///< a stop request kills the child with kill_signal; default: none
+  bool die_with_parent = false;     ///< the child gets SIGKILL when this thread's process dies; default: false
+};
+
+/// How a child ended: its exit code, or the signal that killed it (code -1 then).
+struct exit_status {
+  int code = 0;
+  int signal = 0;
+  bool operator==(const exit_status&) const = default;
+};
+
+/// A running (or finished) child process. Loop thread only. Move-only.
+///
+/// Events, each on the loop and never inside spawn(): spawn (started), error
+/// (spawn failed, or kill failed with EPERM), exit (the process ended), close
+/// (it ended and every pipe of it closed: the last event). A failed spawn gives
+/// error, then close with code = the negative error number, as Node does.
+///
+/// Destroying the object closes its pipes and drops its callbacks, but does not
+/// kill the process; it is still reaped when it exits.
+class child_process : public detail::handle_owner {
+ public:
+  using error_callback = detail::unique_function<void(std::error_code)>;
+  using exit_callback = detail::unique_function<void(exit_status)>;
+  using event_callback = detail::unique_function<void()>;
+
+  child_process() noexcept = default;
+  child_process(child_process&&) noexcept = default;
+  child_process& operator=(child_process&&) noexcept;
+  ~child_process();
+
+  /// The process id; 0 when the spawn failed.
+  pid_t pid() const noexcept;
+
+  /// The child's stdin (write to it), stdout and stderr (read them); closed
+  /// streams when that fd was not a pipe.
+  stream& in() noexcept { return stdio(0); }
+  stream& out() noexcept { return stdio(1); }
+  stream& err() noexcept { return stdio(2); }
+  /// Pipe i of options.stdio; a closed stream when fd i is not a pipe.
+  stream& stdio(std::size_t i) noexcept { return i < stdio_.size() ? stdio_[i] : no_pipe_; }
+
+  void on_spawn(event_callback fn);
+  void on_error(error_callback fn);
+  void on_exit(exit_callback fn);
+  void on_close(exit_callback fn);
+
+  /// Sends `signal` (through the pidfd: never to a recycled pid). Returns true on
+  /// success; false when the process is gone (ESRCH) or on another error, which
+  /// also arrives as an error event (EPERM). Throws std::system_error(EINVAL) for
+  /// an invalid signal number, as Node throws.
+  bool kill(int signal = SIGTERM);
+
+  /// Sends `signal` to the child's whole process group (spawned with detached or
+  /// process_group), reaching the grandchildren too. Errors: ESRCH when the group
+  /// is gone, EPERM, EINVAL when the child does not lead a group of its own.
+  std::error_code kill_tree(int signal = SIGKILL);
+
+  /// Whether kill() or a timeout delivered a signal.
+  bool killed() const noexcept;
+
+  /// The exit status, once the exit event has happened.
+  std::optional<exit_status> status() const noexcept;
+
+ private:
+  struct state;
+  void detach() noexcept;
+  void adopt_pipe(std::size_t index, int fd);
+  friend child_process spawn(std::string, std::vector<std::string>, spawn_options, loop&);
+  std::vector<stream> stdio_;
+  stream no_pipe_;  // always closed
+};
+
+/// Starts `command` with `args`. Never throws for a missing program or a failed
+/// start: they arrive as an error event (ENOENT, EACCES, EMFILE, ...).
+child_process spawn(std::string command, std::vector<std::string> args = {}, spawn_options options = {},
+                    loop& l = loop::current());
+
+/// Options of exec() and exec_file().
+struct exec_options {
+  std::string cwd;                       ///< default: the parent's
+  std::optional<environment> env;        ///< default: the parent's environment
+  environment extra_env;                 ///< default: none
+  std::string shell = "/bin/sh";         ///< exec() only; default: /bin/sh
+  std::chrono::milliseconds timeout{0};  ///< default: 0 (none)
+  int kill_signal = SIGTERM;             ///< default: SIGTERM
+  std::size_t max_buffer = 1024 * 1024;  ///< bytes of stdout or stderr kept; default: 1 MiB
+  std::optional<uid_t> uid;              ///< default: ours
+  std::optional<gid_t> gid;              ///< default: ours
+  std::stop_token stop;                  ///< default: none
+};
+
+/// What exec() and exec_file() report. `error` holds a failure to start (ENOENT),
+/// ETIMEDOUT when the timeout killed the command, ECANCELED when a stop request
+/// did, ERR_CHILD_PROCESS_STDIO_MAXBUFFER when output passed max_buffer (the
+/// command is killed then).
+struct exec_result {
+  std::error_code error;
+  exit_status status;
+  bool killed = false;
+  std::string out;      ///< everything the command wrote on stdout (up to max_buffer)
+  std::string err;      ///< everything it wrote on stderr (up to max_buffer)
+  std::string command;  ///< the command line, for messages
+
+  /// No error, exit code 0, no signal.
+  bool ok() const noexcept { return !error && status.code == 0 && status.signal == 0; }
+};
+
+using exec_callback = detail::unique_function<void(exec_result)>;
+
+/// Runs `command` through options.shell and calls `done` with its output when it
+/// has finished. The command runs in its own process group: a timeout, a stop
+/// request or max_buffer kills the whole tree it started, not only the shell.
+/// `done` runs exactly once, on the loop, never inside exec().
+void exec(std::string command, exec_options options, exec_callback done, loop& l = loop::current());
+
+/// Like exec() without a shell: `args` reach the program literally, whatever
+/// characters they contain.
+void exec_file(std::string file, std::vector<std::string> args, exec_options options, exec_callback done,
+               loop& l = loop::current());
+
+/// Options of the _sync functions.
+struct spawn_sync_options {
+  std::string cwd;                       ///< default: the parent's
+  std::optional<environment> env;        ///< default: the parent's environment
+  environment extra_env;                 ///< default: none
+  std::string shell;                     ///< default: "" (no shell)
+  std::string input;                     ///< written to the child's stdin, which then closes; default: ""
+  std::chrono::milliseconds timeout{0};  ///< default: 0 (none)
+  int kill_signal = SIGTERM;             ///< default: SIGTERM
+  std::size_t max_buffer = 1024 * 1024;  ///< default: 1 MiB
+};
+
+/// What spawn_sync() reports (Node's {pid, output, stdout, stderr, status, signal, error}).
+struct spawn_sync_result {
+  pid_t pid = 0;
+  std::string out;
+  std::string err;
+  exit_status status;
+  std::error_code error;  ///< as exec_result::error
+  bool ok() const noexcept { return !error && status.code == 0 && status.signal == 0; }
+};
+
+/// Runs a program to completion, blocking the calling thread (no loop needed).
+/// Never throws for the child's failure: it is in the result.
+spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args = {},
+                             spawn_sync_options options = {});
+
+/// Runs `command` through /bin/sh (or options.shell) and returns its stdout.
+/// Throws std::system_error when it fails to start, times out, passes max_buffer
+/// or exits with a non-zero code (the message carries its stderr).
+std::string exec_sync(std::string command, spawn_sync_options options = {});
+
+/// Like exec_sync() without a shell.
+std::string exec_file_sync(std::string file, std::vector<std::string> args = {}, spawn_sync_options options = {});
+
+}  // namespace crew

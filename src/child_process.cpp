@@ -1,0 +1,333 @@
+#include "crew/child_process.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+
+#include "crew/error.hpp"
+#include "crew/timer.hpp"
+#include "detail/spawn.hpp"
+#include "detail/stop_relay.hpp"
+#include "detail/stream_state.hpp"
+
+extern char** environ;
+
+namespace crew {
+
+struct child_process::state final : detail::handle_state {
+  using handle_state::handle_state;
+  uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&handle); }
+
+  // A started child is watched by polling its pidfd; a failed start uses a
+  // zero-delay timer instead, to deliver error and close on the loop.
+  union {
+    uv_poll_t poll;
+    uv_timer_t timer;
+  } handle;
+
+  detail::spawned child;
+  std::error_code spawn_error;
+  std::optional<exit_status> status;
+  int open_pipes = 0;
+  bool killed = false;
+  bool leads_group = false;
+  event_callback spawn_event;
+  error_callback error_event;
+  exit_callback exit_event;
+  exit_callback close_event;
+  std::optional<timer> spawn_notice;  // the spawn event, on the next loop iteration
+  std::optional<timer> timeout;
+  std::optional<detail::stop_relay> stop;
+
+  ~state() override {
+    if (child.pidfd >= 0) ::close(child.pidfd);
+  }
+
+  bool attached() const noexcept { return owner != nullptr && !closing; }
+
+  void exited(exit_status s) {
+    status = s;
+    timeout.reset();
+    stop.reset();
+    if (exit_event && attached()) loop.invoke(exit_event, s);
+    maybe_close();
+  }
+
+  void pipe_closed() noexcept {
+    --open_pipes;
+    maybe_close();
+  }
+
+  void maybe_close() noexcept {
+    if (closing || !status || open_pipes > 0) return;
+    if (close_event && attached()) loop.invoke(close_event, *status);
+    close();
+  }
+
+  bool signal(int signum) {
+    if (child.pid <= 0 || status) return false;
+    int rc = detail::send_signal(child, signum);
+    if (rc == 0) {
+      killed = killed || signum != 0;
+      return true;
+    }
+    if (rc != UV_ESRCH && error_event && attached()) loop.invoke(error_event, uv_error(rc));
+    return false;
+  }
+
+  void signal_tree(int signum) {
+    if (leads_group && !status && ::kill(-child.pid, signum) == 0)
+      killed = true;
+    else
+      signal(signum);
+  }
+};
+
+namespace {
+
+// Builds the child's environment: the base (given or ours) with extra entries.
+std::vector<std::string> make_environment(const std::optional<environment>& env, const environment& extra,
+                                          std::string& path) {
+  environment merged;
+  if (env) {
+    merged = *env;
+  } else {
+    for (char** e = environ; e && *e; ++e) {
+      const char* eq = std::strchr(*e, '=');
+      if (eq) merged.emplace(std::string(*e, static_cast<std::size_t>(eq - *e)), std::string(eq + 1));
+    }
+  }
+  for (const auto& [name, value] : extra) merged[name] = value;
+  auto it = merged.find("PATH");
+  path = it != merged.end() ? it->second : "/usr/local/bin:/usr/bin:/bin";
+  std::vector<std::string> entries;
+  entries.reserve(merged.size());
+  for (const auto& [name, value] : merged) entries.push_back(name + "=" + value);
+  return entries;
+}
+
+// The descriptors for the child's stdio: the child's ends go into plan.stdio,
+// ours (for pipes) into parent_ends; every fd we opened is listed in to_close.
+struct stdio_fds {
+  std::vector<int> parent_ends;
+  std::vector<int> to_close;
+  ~stdio_fds() {
+    for (int fd : to_close) ::close(fd);
+  }
+};
+
+std::error_code open_stdio(const std::vector<stdio>& entries, std::vector<int>& child, stdio_fds& fds) {
+  child.assign(entries.size(), -1);
+  fds.parent_ends.assign(entries.size(), -1);
+  for (std::size_t i = 0; i < entries.size(); ++i) {
+    switch (entries[i].how) {
+      case stdio::kind::pipe: {
+        int ends[2];
+        if (pipe2(ends, O_CLOEXEC) < 0) return {errno, std::generic_category()};
+        bool child_reads = i == 0;
+        child[i] = child_reads ? ends[0] : ends[1];
+        fds.parent_ends[i] = child_reads ? ends[1] : ends[0];
+        fds.to_close.push_back(child[i]);
+        fds.to_close.push_back(fds.parent_ends[i]);
+        break;
+      }
+      case stdio::kind::inherit:
+        child[i] = static_cast<int>(i);
+        break;
+      case stdio::kind::ignore: {
+        int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (null < 0) return {errno, std::generic_category()};
+        child[i] = null;
+        fds.to_close.push_back(null);
+        break;
+      }
+      case stdio::kind::fd:
+        child[i] = entries[i].fd;
+        break;
+    }
+  }
+  return {};
+}
+
+std::string join_command(const std::string& command, const std::vector<std::string>& args) {
+  std::string line = command;
+  for (const auto& a : args) line += " " + a;
+  return line;
+}
+
+}  // namespace
+
+child_process& child_process::operator=(child_process&& other) noexcept {
+  if (this != &other) {
+    detach();
+    stdio_ = std::move(other.stdio_);
+    handle_owner::operator=(std::move(other));
+  }
+  return *this;
+}
+
+child_process::~child_process() { detach(); }
+
+void child_process::detach() noexcept {
+  // The process outlives this object: its block stays, without callbacks, until
+  // the exit is reaped and the pipes (closed with this object) are counted.
+  if (auto* s = state_as<state>()) {
+    s->spawn_event = {};
+    s->error_event = {};
+    s->exit_event = {};
+    s->close_event = {};
+    release();
+  }
+  stdio_.clear();
+}
+
+void child_process::adopt_pipe(std::size_t index, int fd) {
+  auto* s = state_as<state>();
+  if (index >= stdio_.size()) stdio_.resize(index + 1);
+  stdio_[index] = stream(s->loop, fd);
+  // As in Node, close waits for the pipes the child writes, not for its stdin,
+  // which only we can close.
+  if (index == 0) return;
+  ++s->open_pipes;
+  stdio_[index].state_as<detail::stream_state>()->closed_hook = [s] { s->pipe_closed(); };
+}
+
+pid_t child_process::pid() const noexcept {
+  auto* s = state_as<state>();
+  return s ? s->child.pid > 0 ? s->child.pid : 0 : 0;
+}
+
+void child_process::on_spawn(event_callback fn) {
+  if (auto* s = state_as<state>()) s->spawn_event = std::move(fn);
+}
+void child_process::on_error(error_callback fn) {
+  if (auto* s = state_as<state>()) s->error_event = std::move(fn);
+}
+void child_process::on_exit(exit_callback fn) {
+  if (auto* s = state_as<state>()) s->exit_event = std::move(fn);
+}
+void child_process::on_close(exit_callback fn) {
+  if (auto* s = state_as<state>()) s->close_event = std::move(fn);
+}
+
+bool child_process::kill(int signal) {
+  if (signal < 0 || signal >= NSIG) throw std::system_error(uv_error(UV_EINVAL), "kill");
+  auto* s = state_as<state>();
+  return s && s->signal(signal);
+}
+
+std::error_code child_process::kill_tree(int signal) {
+  auto* s = state_as<state>();
+  if (!s || s->child.pid <= 0) return uv_error(UV_ESRCH);
+  if (!s->leads_group) return uv_error(UV_EINVAL);
+  if (::kill(-s->child.pid, signal) < 0) return uv_error(-errno);
+  s->killed = true;
+  return {};
+}
+
+bool child_process::killed() const noexcept {
+  auto* s = state_as<state>();
+  return s && s->killed;
+}
+
+std::optional<exit_status> child_process::status() const noexcept {
+  auto* s = state_as<state>();
+  return s ? s->status : std::nullopt;
+}
+
+child_process spawn(std::string command, std::vector<std::string> args, spawn_options options, loop& l) {
+  child_process result;
+  auto* s = new child_process::state(l);
+  s->leads_group = options.detached || options.process_group;
+
+  detail::spawn_plan plan;
+  std::string path;
+  plan.env = make_environment(options.env, options.extra_env, path);
+  if (options.shell.empty()) {
+    plan.argv.push_back(options.argv0.empty() ? command : options.argv0);
+    for (auto& a : args) plan.argv.push_back(std::move(a));
+  } else {
+    plan.argv = {options.argv0.empty() ? options.shell : options.argv0, "-c", join_command(command, args)};
+    command = options.shell;
+  }
+  plan.cwd = std::move(options.cwd);
+  plan.new_session = options.detached;
+  plan.new_process_group = options.process_group;
+  plan.die_with_parent = options.die_with_parent;
+  plan.uid = options.uid;
+  plan.gid = options.gid;
+
+  stdio_fds fds;
+  std::error_code failure = open_stdio(options.stdio, plan.stdio, fds);
+  if (!failure) {
+    if (auto file = detail::find_program(command, path))
+      plan.file = std::move(*file);
+    else
+      failure = file.error();
+  }
+  if (!failure) {
+    if (auto started = detail::spawn(plan))
+      s->child = *started;
+    else
+      failure = started.error();
+    if (!failure && s->child.pidfd < 0) {
+      // Without a pidfd (Linux before 5.3) crew cannot watch the exit: refuse.
+      detail::send_signal(s->child, SIGKILL);
+      int code, sig;
+      while (!detail::try_reap(s->child, code, sig)) usleep(1000);
+      failure = uv_error(UV_ENOSYS);
+    }
+  }
+
+  if (failure) {
+    // Node: error (and close) on the loop, never inside spawn. For ENOENT the
+    // pipes are set up anyway; an EMFILE failure has none.
+    s->spawn_error = failure.category() == std::generic_category() ? uv_error(-failure.value()) : failure;
+    uv_timer_init(l.native(), &s->handle.timer);
+    result.adopt(s);
+    uv_timer_start(&s->handle.timer, [](uv_timer_t* t) {
+      auto* st = static_cast<child_process::state*>(t->data);
+      if (st->error_event && st->attached()) st->loop.invoke(st->error_event, st->spawn_error);
+      st->exited({-std::abs(st->spawn_error.value()), 0});
+    }, 0, 0);
+    return result;
+  }
+
+  uv_poll_init(l.native(), &s->handle.poll, s->child.pidfd);
+  result.adopt(s);
+  uv_poll_start(&s->handle.poll, UV_READABLE, [](uv_poll_t* p, int, int) {
+    auto* st = static_cast<child_process::state*>(p->data);
+    int code = 0, sig = 0;
+    if (!detail::try_reap(st->child, code, sig)) return;
+    uv_poll_stop(p);
+    st->exited({code, sig});
+  });
+
+  // Our ends of the pipes become streams; the child's ends close with `fds`.
+  for (std::size_t i = 0; i < fds.parent_ends.size(); ++i) {
+    int fd = fds.parent_ends[i];
+    if (fd < 0) continue;
+    std::erase(fds.to_close, fd);
+    result.adopt_pipe(i, fd);
+  }
+
+  if (options.timeout.count() > 0) {
+    int signum = options.kill_signal;
+    s->timeout.emplace(set_timeout(options.timeout, [s, signum] { s->signal_tree(signum); }, l));
+  }
+  if (options.stop.stop_possible()) {
+    int signum = options.kill_signal;
+    s->stop.emplace(l, std::move(options.stop), [s, signum] { s->signal_tree(signum); });
+  }
+  // The spawn event, on the loop like every event: a timer of the block's own,
+  // so it can never fire after the block is gone, and before any exit event.
+  s->spawn_notice.emplace(set_timeout(timer::duration::zero(), [s] {
+    if (s->spawn_event && s->attached()) s->loop.invoke(s->spawn_event);
+  }, l));
+  return result;
+}
+
+}  // namespace crew
