@@ -48,10 +48,13 @@ struct child_process::state final : detail::handle_state {
 
   bool attached() const noexcept { return owner != nullptr && !closing; }
 
+  child_process* owner_object() const noexcept { return static_cast<child_process*>(owner); }
+
   void exited(exit_status s) {
     status = s;
     timeout.reset();
     stop.reset();
+    if (auto* o = owner_object()) o->status_ = s;
     if (exit_event && attached()) loop.invoke(exit_event, s);
     maybe_close();
   }
@@ -64,14 +67,14 @@ struct child_process::state final : detail::handle_state {
   void maybe_close() noexcept {
     if (closing || !status || open_pipes > 0) return;
     if (close_event && attached()) loop.invoke(close_event, *status);
-    close();
+    close();  // the owner keeps pid, status and killed itself
   }
 
   bool signal(int signum) {
     if (child.pid <= 0 || status) return false;
     int rc = detail::send_signal(child, signum);
     if (rc == 0) {
-      killed = killed || signum != 0;
+      note_killed(signum != 0);
       return true;
     }
     if (rc != UV_ESRCH && error_event && attached()) loop.invoke(error_event, uv_error(rc));
@@ -80,9 +83,15 @@ struct child_process::state final : detail::handle_state {
 
   void signal_tree(int signum) {
     if (leads_group && !status && ::kill(-child.pid, signum) == 0)
-      killed = true;
+      note_killed(true);
     else
       signal(signum);
+  }
+
+  void note_killed(bool yes) noexcept {
+    if (!yes) return;
+    killed = true;
+    if (auto* o = owner_object()) o->killed_ = true;
   }
 };
 
@@ -160,10 +169,20 @@ std::string join_command(const std::string& command, const std::vector<std::stri
 
 }  // namespace
 
+child_process::child_process(child_process&& other) noexcept
+    : handle_owner(std::move(other)),
+      stdio_(std::move(other.stdio_)),
+      pid_(std::exchange(other.pid_, 0)),
+      status_(std::exchange(other.status_, std::nullopt)),
+      killed_(std::exchange(other.killed_, false)) {}
+
 child_process& child_process::operator=(child_process&& other) noexcept {
   if (this != &other) {
     detach();
     stdio_ = std::move(other.stdio_);
+    pid_ = std::exchange(other.pid_, 0);
+    status_ = std::exchange(other.status_, std::nullopt);
+    killed_ = std::exchange(other.killed_, false);
     handle_owner::operator=(std::move(other));
   }
   return *this;
@@ -172,8 +191,8 @@ child_process& child_process::operator=(child_process&& other) noexcept {
 child_process::~child_process() { detach(); }
 
 void child_process::detach() noexcept {
-  // The process outlives this object: its block stays, without callbacks, until
-  // the exit is reaped and the pipes (closed with this object) are counted.
+  // The process may outlive this object: its block stays, without callbacks,
+  // until the exit is reaped and the pipes (closed with this object) are counted.
   if (auto* s = state_as<state>()) {
     s->spawn_event = {};
     s->error_event = {};
@@ -192,13 +211,12 @@ void child_process::adopt_pipe(std::size_t index, int fd) {
   // which only we can close.
   if (index == 0) return;
   ++s->open_pipes;
-  stdio_[index].state_as<detail::stream_state>()->closed_hook = [s] { s->pipe_closed(); };
+  auto* pipe = stdio_[index].state_as<detail::stream_state>();
+  pipe->closed_hook = [s] { s->pipe_closed(); };
+  pipe->start_reading();
 }
 
-pid_t child_process::pid() const noexcept {
-  auto* s = state_as<state>();
-  return s ? s->child.pid > 0 ? s->child.pid : 0 : 0;
-}
+pid_t child_process::pid() const noexcept { return pid_; }
 
 void child_process::on_spawn(event_callback fn) {
   if (auto* s = state_as<state>()) s->spawn_event = std::move(fn);
@@ -224,19 +242,13 @@ std::error_code child_process::kill_tree(int signal) {
   if (!s || s->child.pid <= 0) return uv_error(UV_ESRCH);
   if (!s->leads_group) return uv_error(UV_EINVAL);
   if (::kill(-s->child.pid, signal) < 0) return uv_error(-errno);
-  s->killed = true;
+  s->note_killed(true);
   return {};
 }
 
-bool child_process::killed() const noexcept {
-  auto* s = state_as<state>();
-  return s && s->killed;
-}
+bool child_process::killed() const noexcept { return killed_; }
 
-std::optional<exit_status> child_process::status() const noexcept {
-  auto* s = state_as<state>();
-  return s ? s->status : std::nullopt;
-}
+std::optional<exit_status> child_process::status() const noexcept { return status_; }
 
 child_process spawn(std::string command, std::vector<std::string> args, spawn_options options, loop& l) {
   child_process result;
@@ -298,6 +310,7 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
 
   uv_poll_init(l.native(), &s->handle.poll, s->child.pidfd);
   result.adopt(s);
+  result.pid_ = s->child.pid;
   uv_poll_start(&s->handle.poll, UV_READABLE, [](uv_poll_t* p, int, int) {
     auto* st = static_cast<child_process::state*>(p->data);
     int code = 0, sig = 0;

@@ -1,8 +1,10 @@
 #include "crew/stream.hpp"
 
+#include <signal.h>
 #include <unistd.h>
 
 #include <memory>
+#include <mutex>
 
 #include "crew/error.hpp"
 #include "detail/stream_state.hpp"
@@ -35,6 +37,7 @@ void on_read(uv_stream_t* handle, ssize_t nread, const uv_buf_t* buf) {
   }
   if (nread == 0) return;  // EAGAIN: nothing this time
   uv_read_stop(handle);
+  s->read_started = false;
   if (nread == UV_EOF) {
     s->read_ended = true;
     if (s->end) s->loop.invoke(s->end);
@@ -42,6 +45,17 @@ void on_read(uv_stream_t* handle, ssize_t nread, const uv_buf_t* buf) {
   } else {
     s->fail(uv_error(static_cast<int>(nread)));
   }
+}
+
+// Writing to a pipe whose reader is gone raises SIGPIPE, which kills the process
+// by default. Like Node, crew ignores it (once, when it first opens a stream, and
+// only if nobody installed a handler), so the write fails with EPIPE instead.
+void ignore_sigpipe() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+  });
 }
 
 }  // namespace
@@ -65,13 +79,18 @@ void stream_state::on_closing() noexcept {
 }
 
 void stream_state::start_reading() noexcept {
-  if (closing || read_ended || paused || !data) return;
-  if (int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&pipe), on_alloc, on_read)) fail(uv_error(rc));
+  reading = true;
+  if (closing || read_ended || paused || read_started) return;
+  if (int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&pipe), on_alloc, on_read))
+    fail(uv_error(rc));
+  else
+    read_started = true;
 }
 
 }  // namespace detail
 
 stream::stream(loop& l, int fd) {
+  ignore_sigpipe();
   auto* s = new stream_state(l);
   uv_pipe_init(l.native(), &s->pipe, 0);
   if (int rc = uv_pipe_open(&s->pipe, fd)) {
@@ -112,6 +131,7 @@ void stream::on_close(event_callback fn) {
 void stream::pause() noexcept {
   if (auto* s = state_as<stream_state>()) {
     s->paused = true;
+    s->read_started = false;
     uv_read_stop(reinterpret_cast<uv_stream_t*>(&s->pipe));
   }
 }
@@ -119,7 +139,7 @@ void stream::pause() noexcept {
 void stream::resume() noexcept {
   if (auto* s = state_as<stream_state>()) {
     s->paused = false;
-    s->start_reading();
+    if (s->reading) s->start_reading();
   }
 }
 
@@ -171,7 +191,7 @@ void stream::end() {
     auto* st = static_cast<stream_state*>(req->handle->data);
     // A pipe has no half-close (ENOTSOCK): closing our end is the end-of-stream.
     // A socket stays open for reading until the peer ends too.
-    if (!st->closing && (st->read_ended || !st->data)) st->finish();
+    if (!st->closing && (st->read_ended || !st->reading)) st->finish();
   });
   if (rc) {
     delete request;

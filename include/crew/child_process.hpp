@@ -89,7 +89,7 @@ class child_process : public detail::handle_owner {
   using event_callback = detail::unique_function<void()>;
 
   child_process() noexcept = default;
-  child_process(child_process&&) noexcept = default;
+  child_process(child_process&& other) noexcept;
   child_process& operator=(child_process&&) noexcept;
   ~child_process();
 
@@ -133,6 +133,10 @@ class child_process : public detail::handle_owner {
   friend child_process spawn(std::string, std::vector<std::string>, spawn_options, loop&);
   std::vector<stream> stdio_;
   stream no_pipe_;  // always closed
+  // Kept here because the block goes once the child is finished.
+  pid_t pid_ = 0;
+  std::optional<exit_status> status_;
+  bool killed_ = false;
 };
 
 /// Starts `command` with `args`. Never throws for a missing program or a failed

@@ -6,6 +6,9 @@
 //   child.stdin().end();
 //
 // Reading starts when on_data is set (Node's flowing mode) and stops on pause().
+// A child's stdout and stderr are read from the start, as in Node, so that the
+// child's close event comes even when nobody listens: chunks arriving before
+// on_data is set are dropped (set it right after spawn(), before the loop runs).
 // write() queues the bytes and reports back-pressure: it returns false once the
 // queue holds high_water_mark bytes or more; a drain event follows when it empties.
 #pragma once

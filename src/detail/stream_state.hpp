@@ -27,6 +27,8 @@ struct stream_state final : handle_state {
   unique_function<void()> closed_hook;  // internal: told once when the stream closes, however
   std::unique_ptr<char[]> read_buffer;
   bool writable = false;
+  bool reading = false;       // reading was asked for (on_data, or a child's output pipe)
+  bool read_started = false;  // uv_read_start is in effect
   bool paused = false;
   bool need_drain = false;
   bool read_ended = false;
