@@ -55,7 +55,10 @@ struct child_process::state final : detail::handle_state {
     timeout.reset();
     stop.reset();
     if (auto* o = owner_object()) o->status_ = s;
-    if (exit_event && attached()) loop.invoke(exit_event, s);
+    // One-shot events are moved out while they run: they may destroy the child
+    // object, or (as exec does) hold the last reference to what owns it.
+    exit_callback on_exit = std::move(exit_event);
+    if (on_exit && attached()) loop.invoke(on_exit, s);
     maybe_close();
   }
 
@@ -66,7 +69,8 @@ struct child_process::state final : detail::handle_state {
 
   void maybe_close() noexcept {
     if (closing || !status || open_pipes > 0) return;
-    if (close_event && attached()) loop.invoke(close_event, *status);
+    exit_callback on_close = std::move(close_event);
+    if (on_close && attached()) loop.invoke(on_close, *status);
     close();  // the owner keeps pid, status and killed itself
   }
 
@@ -135,7 +139,7 @@ std::error_code open_stdio(const std::vector<stdio>& entries, std::vector<int>& 
     switch (entries[i].how) {
       case stdio::kind::pipe: {
         int ends[2];
-        if (pipe2(ends, O_CLOEXEC) < 0) return {errno, std::generic_category()};
+        if (pipe2(ends, O_CLOEXEC) < 0) return uv_error(-errno);
         bool child_reads = i == 0;
         child[i] = child_reads ? ends[0] : ends[1];
         fds.parent_ends[i] = child_reads ? ends[1] : ends[0];
@@ -148,7 +152,7 @@ std::error_code open_stdio(const std::vector<stdio>& entries, std::vector<int>& 
         break;
       case stdio::kind::ignore: {
         int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (null < 0) return {errno, std::generic_category()};
+        if (null < 0) return uv_error(-errno);
         child[i] = null;
         fds.to_close.push_back(null);
         break;
@@ -191,15 +195,11 @@ child_process& child_process::operator=(child_process&& other) noexcept {
 child_process::~child_process() { detach(); }
 
 void child_process::detach() noexcept {
-  // The process may outlive this object: its block stays, without callbacks,
-  // until the exit is reaped and the pipes (closed with this object) are counted.
-  if (auto* s = state_as<state>()) {
-    s->spawn_event = {};
-    s->error_event = {};
-    s->exit_event = {};
-    s->close_event = {};
-    release();
-  }
+  // The process may outlive this object: its block stays until the exit is
+  // reaped and the pipes (closed with this object) are counted. Its callbacks
+  // are not called any more (attached() is false) and go with the block; they
+  // are not destroyed here, since one of them may be running right now.
+  release();
   stdio_.clear();
 }
 
@@ -297,13 +297,13 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
   if (failure) {
     // Node: error (and close) on the loop, never inside spawn. For ENOENT the
     // pipes are set up anyway; an EMFILE failure has none.
-    s->spawn_error = failure.category() == std::generic_category() ? uv_error(-failure.value()) : failure;
+    s->spawn_error = failure;
     uv_timer_init(l.native(), &s->handle.timer);
     result.adopt(s);
     uv_timer_start(&s->handle.timer, [](uv_timer_t* t) {
       auto* st = static_cast<child_process::state*>(t->data);
       if (st->error_event && st->attached()) st->loop.invoke(st->error_event, st->spawn_error);
-      st->exited({-std::abs(st->spawn_error.value()), 0});
+      st->exited({st->spawn_error.value(), 0});  // Node: the negative error number
     }, 0, 0);
     return result;
   }

@@ -35,9 +35,10 @@ struct exec_run {
 };
 
 // Starts an exec; returns the child's pid (0 when it failed to start). With
-// `input`, stdin is a pipe that receives it and then closes; without, /dev/null.
+// `feed_stdin`, stdin is a pipe that receives `input` and then closes; without,
+// /dev/null.
 pid_t start(std::string command, std::vector<std::string> args, exec_options options, std::string shell,
-            std::optional<std::string> input, exec_callback done, loop& l) {
+            bool feed_stdin, std::string input, exec_callback done, loop& l) {
   auto run = std::make_shared<exec_run>();
   run->done = std::move(done);
   run->max_buffer = options.max_buffer;
@@ -51,7 +52,7 @@ pid_t start(std::string command, std::vector<std::string> args, exec_options opt
       .extra_env = std::move(options.extra_env),
       // Nobody can write to an exec'd command's stdin: give it /dev/null, not a
       // pipe that would never close.
-      .stdio = {input ? stdio::pipe() : stdio::ignore(), stdio::pipe(), stdio::pipe()},
+      .stdio = {feed_stdin ? stdio::pipe() : stdio::ignore(), stdio::pipe(), stdio::pipe()},
       .process_group = true,
       .uid = options.uid,
       .gid = options.gid,
@@ -64,22 +65,20 @@ pid_t start(std::string command, std::vector<std::string> args, exec_options opt
   run->child.on_error([raw](std::error_code ec) {
     if (!raw->result.error) raw->result.error = ec;
   });
-  // The run keeps itself alive through this callback until close, its last event.
-  run->child.on_close([run](exit_status status) mutable {
+  // The run keeps itself alive through this callback until close, its last
+  // event; the child's block drops the callback after calling it.
+  run->child.on_close([run](exit_status status) {
     run->result.status = status;
     run->deadline.reset();
     run->stop.reset();
-    exec_result r = std::move(run->result);
-    exec_callback cb = std::move(run->done);
-    run->child.on_close({});  // releases this lambda's hold; `run` stays valid until return
-    cb(std::move(r));
+    run->done(std::move(run->result));
   });
   if (options.timeout.count() > 0)
     run->deadline.emplace(set_timeout(options.timeout, [raw] { raw->kill_all(uv_error(UV_ETIMEDOUT)); }, l));
   if (options.stop.stop_possible())
     run->stop.emplace(l, std::move(options.stop), [raw] { raw->kill_all(uv_error(UV_ECANCELED)); });
-  if (input) {
-    if (!input->empty()) run->child.in().write(std::move(*input));
+  if (feed_stdin) {
+    if (!input.empty()) run->child.in().write(buffer(input));
     run->child.in().end();
   }
   return run->child.pid();
@@ -89,11 +88,11 @@ pid_t start(std::string command, std::vector<std::string> args, exec_options opt
 
 void exec(std::string command, exec_options options, exec_callback done, loop& l) {
   std::string shell = options.shell;
-  start(std::move(command), {}, std::move(options), std::move(shell), std::nullopt, std::move(done), l);
+  start(std::move(command), {}, std::move(options), std::move(shell), false, {}, std::move(done), l);
 }
 
 void exec_file(std::string file, std::vector<std::string> args, exec_options options, exec_callback done, loop& l) {
-  start(std::move(file), std::move(args), std::move(options), "", std::nullopt, std::move(done), l);
+  start(std::move(file), std::move(args), std::move(options), "", false, {}, std::move(done), l);
 }
 
 spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args, spawn_sync_options options) {
@@ -109,7 +108,7 @@ spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args,
   };
   spawn_sync_result out;
   out.pid = start(std::move(command), std::move(args), std::move(exec_opts), std::move(options.shell),
-                  std::move(options.input), [&out](exec_result r) {
+                  true, std::move(options.input), [&out](exec_result r) {
                     out.out = std::move(r.out);
                     out.err = std::move(r.err);
                     out.status = r.status;

@@ -19,7 +19,6 @@ void handle_state::attach(handle_owner* new_owner) noexcept {
 void handle_state::close() noexcept {
   if (closing) return;
   closing = true;
-  on_closing();
   if (owner) owner->state_ = nullptr;
   owner = nullptr;
   if (previous)
@@ -29,6 +28,8 @@ void handle_state::close() noexcept {
   if (next) next->previous = previous;
   previous = next = nullptr;
   uv_close(uv(), [](uv_handle_t* handle) { delete static_cast<handle_state*>(handle->data); });
+  // Last: the hook may run code that destroys what owned this block.
+  on_closing();
 }
 
 }  // namespace crew::detail

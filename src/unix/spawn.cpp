@@ -15,8 +15,8 @@
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <uv.h>
 #include <unistd.h>
-#include <grp.h>
 
 #include <cerrno>
 #include <climits>
@@ -33,80 +33,91 @@
 namespace crew::detail {
 namespace {
 
+// The child shares the parent's memory, so it must not run sanitizer
+// instrumentation or interceptors (they keep state in that memory): it uses raw
+// system calls only, on data the parent prepared.
+#define CREW_CHILD_CODE __attribute__((no_sanitize("address", "undefined", "thread"), noinline))
+
+constexpr int max_stdio = 64;
+
 struct child_args {
   const spawn_plan* plan;
   const char* file;
   char* const* argv;
   char* const* envp;
-  pid_t parent;
+  const char* cwd;  // null: stay
+  int stdio[max_stdio];
+  int stdio_count;
+  int parent;
   int failure;  // written by the child (shared memory) when a step fails
 };
 
-// Moves every stdio source out of the 0..n-1 range first, so that placing fd i
-// never clobbers a source still needed for a later index.
-int place_stdio(const std::vector<int>& stdio) {
-  const int n = static_cast<int>(stdio.size());
-  int moved[64];
-  if (n > 64) return EINVAL;
-  for (int i = 0; i < n; ++i) {
-    moved[i] = -1;
-    if (stdio[i] < 0) continue;
-    moved[i] = fcntl(stdio[i], F_DUPFD_CLOEXEC, n);
-    if (moved[i] < 0) return errno;
-  }
-  for (int i = 0; i < n; ++i) {
-    if (moved[i] < 0) {
-      close(i);
-      continue;
-    }
-    if (dup2(moved[i], i) < 0) return errno;  // dup2 clears FD_CLOEXEC on i
-  }
-  // Nothing but stdio reaches the program: close everything above it.
-  if (syscall(SYS_close_range, n, ~0U, 0) != 0) {
-    struct rlimit limit {};
-    getrlimit(RLIMIT_NOFILE, &limit);
-    for (rlim_t fd = n; fd < limit.rlim_cur && fd < 65536; ++fd) close(static_cast<int>(fd));
-  }
-  return 0;
+// The kernel's struct sigaction for rt_sigaction.
+struct kernel_sigaction {
+  void (*handler)(int);
+  unsigned long flags;
+  void (*restorer)();
+  unsigned long mask;
+};
+
+CREW_CHILD_CODE [[noreturn]] void child_fail(child_args* a, long error) {
+  a->failure = static_cast<int>(error);
+  syscall(SYS_exit_group, 127);
+  __builtin_unreachable();
 }
 
-int child_main(void* raw) {
+CREW_CHILD_CODE long child_call(child_args* a, long rc) {
+  if (rc < 0) child_fail(a, errno);
+  return rc;
+}
+
+// Moves every stdio source out of the 0..n-1 range first, so that placing fd i
+// never clobbers a source still needed for a later index; then closes all else.
+CREW_CHILD_CODE void child_place_stdio(child_args* a) {
+  const int n = a->stdio_count;
+  int moved[max_stdio];
+  for (int i = 0; i < n; ++i)
+    moved[i] = a->stdio[i] < 0 ? -1 : static_cast<int>(child_call(a, syscall(SYS_fcntl, a->stdio[i], F_DUPFD_CLOEXEC, n)));
+  for (int i = 0; i < n; ++i) {
+    if (moved[i] < 0)
+      syscall(SYS_close, i);
+    else
+      child_call(a, syscall(SYS_dup3, moved[i], i, 0));  // without O_CLOEXEC: kept across execve
+  }
+  // Nothing but stdio reaches the program.
+  if (syscall(SYS_close_range, n, ~0U, 0) != 0)
+    for (int fd = n; fd < 65536; ++fd) syscall(SYS_close, fd);
+}
+
+CREW_CHILD_CODE int child_main(void* raw) {
   auto* a = static_cast<child_args*>(raw);
   const spawn_plan& p = *a->plan;
-  auto fail = [a](int error) {
-    a->failure = error;
-    _exit(127);
-  };
 
-  // Handlers installed by the parent must not run in the child: reset every
-  // disposition to the default (as libuv does), then unblock signals.
-  struct sigaction dfl {};
-  dfl.sa_handler = SIG_DFL;
-  for (int signum = 1; signum < NSIG; ++signum) {
-    if (signum == SIGKILL || signum == SIGSTOP) continue;
-    sigaction(signum, &dfl, nullptr);  // EINVAL for glibc's reserved signals: harmless
-  }
+  // Handlers installed by the parent must not run in the child: every
+  // disposition back to the default (as libuv does), then signals unblocked.
+  kernel_sigaction dfl{SIG_DFL, 0, nullptr, 0};
+  for (int signum = 1; signum < 65; ++signum)
+    if (signum != SIGKILL && signum != SIGSTOP) syscall(SYS_rt_sigaction, signum, &dfl, nullptr, 8);
 
-  if (p.new_session && setsid() < 0) fail(errno);
-  if (p.new_process_group && !p.new_session && setpgid(0, 0) < 0) fail(errno);
+  if (p.new_session) child_call(a, syscall(SYS_setsid));
+  if (p.new_process_group && !p.new_session) child_call(a, syscall(SYS_setpgid, 0, 0));
   if (p.die_with_parent) {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) fail(errno);
-    if (getppid() != a->parent) _exit(127);  // the parent died before prctl took effect
+    child_call(a, syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0));
+    if (syscall(SYS_getppid) != a->parent) syscall(SYS_exit_group, 127);  // the parent is already gone
   }
+  // Raw setgid/setuid change only the calling thread; the child has no other.
   if (p.gid) {
-    if (setgroups(0, nullptr) < 0 && errno != EPERM) fail(errno);
-    if (setgid(*p.gid) < 0) fail(errno);
+    syscall(SYS_setgroups, 0, nullptr);  // EPERM when not root: the setgid below decides
+    child_call(a, syscall(SYS_setgid, *p.gid));
   }
-  if (p.uid && setuid(*p.uid) < 0) fail(errno);
-  if (!p.cwd.empty() && chdir(p.cwd.c_str()) < 0) fail(errno);
-  if (int error = place_stdio(p.stdio)) fail(error);
+  if (p.uid) child_call(a, syscall(SYS_setuid, *p.uid));
+  if (a->cwd) child_call(a, syscall(SYS_chdir, a->cwd));
+  child_place_stdio(a);
 
-  sigset_t none;
-  sigemptyset(&none);
-  sigprocmask(SIG_SETMASK, &none, nullptr);
-  execve(a->file, a->argv, a->envp);
-  fail(errno);
-  return 127;
+  unsigned long none = 0;
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, 8);
+  syscall(SYS_execve, a->file, a->argv, a->envp);
+  child_fail(a, errno);
 }
 
 // Each thread spawns on a stack of its own: CLONE_VFORK suspends the calling
@@ -125,10 +136,19 @@ std::vector<char*> pointers(const std::vector<std::string>& strings) {
 }  // namespace
 
 result<spawned> spawn(const spawn_plan& plan) {
+  if (plan.stdio.size() > max_stdio) return uv_error(UV_EINVAL);
   if (!child_stack) child_stack = std::make_unique<char[]>(child_stack_size);
   std::vector<char*> argv = pointers(plan.argv);
   std::vector<char*> envp = pointers(plan.env);
-  child_args args{&plan, plan.file.c_str(), argv.data(), envp.data(), getpid(), 0};
+  child_args args{};
+  args.plan = &plan;
+  args.file = plan.file.c_str();
+  args.argv = argv.data();
+  args.envp = envp.data();
+  args.cwd = plan.cwd.empty() ? nullptr : plan.cwd.c_str();
+  args.stdio_count = static_cast<int>(plan.stdio.size());
+  for (int i = 0; i < args.stdio_count; ++i) args.stdio[i] = plan.stdio[static_cast<std::size_t>(i)];
+  args.parent = getpid();
 
   // Block every signal so that no handler runs on the child's side of the shared
   // memory before it has reset them; the child unblocks before execve.
@@ -145,7 +165,7 @@ result<spawned> spawn(const spawn_plan& plan) {
   int clone_error = errno;
   pthread_sigmask(SIG_SETMASK, &saved, nullptr);
 
-  if (pid < 0) return std::error_code(clone_error, std::generic_category());
+  if (pid < 0) return uv_error(-clone_error);
   if (args.failure != 0) {
     // The child never reached the program: reap it now, it has exited.
     siginfo_t info;

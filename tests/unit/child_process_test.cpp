@@ -314,7 +314,8 @@ TEST(spawn, a_full_fd_table_is_emfile_and_spawning_recovers_afterwards) {
   for (int i = 0; i < 20 && !failure; ++i) {
     held.push_back(crew::spawn("sleep", {"30"}, {}, l));
     held.back().on_error([&](std::error_code ec) { failure = ec; });
-    while (l.run_once() && !failure && held.back().pid() == 0) {
+    // A failed spawn has no pid; its error event comes on the next iteration.
+    while (!failure && held.back().pid() == 0 && l.run_once()) {
     }
   }
   setrlimit(RLIMIT_NOFILE, &saved);

@@ -42,7 +42,7 @@ struct handle_state {
   /// block. Idempotent.
   void close() noexcept;
 
-  /// Called once by close(), before the owner is detached: a block that must tell
+  /// Called once by close(), after the owner is detached: a block that must tell
   /// someone else it is closing (a child's stdio tells its process) does it here.
   virtual void on_closing() noexcept {}
 
