@@ -13,6 +13,10 @@ runs=${RUNS:-3}
 workloads=(
   "post|post --count 1000000|bench/node/post.js --count 1000000"
   "queue_work|queue_work --count 200000 --in-flight 64|bench/node/queue_work.js --count 200000 --in-flight 64"
+  "spawn|spawn --count 2000|bench/node/spawn.js --count 2000"
+  "spawn (2 GiB parent)|spawn --count 500 --hold-mib 2048|bench/node/spawn.js --count 50 --hold-mib 2048"
+  "spawn (libuv's uv_spawn)|spawn --count 2000 --path libuv|bench/node/spawn.js --count 2000"
+  "pipe|pipe --mib 1024|bench/node/pipe.js --mib 1024"
 )
 
 # Runs a command RUNS times; prints `name median unit` per figure.
@@ -76,6 +80,10 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "  back, 100,000 times in sequence (Node: main to worker and back with postMessage)."
   echo "- **queue_work**: 200,000 tiny jobs through libuv's thread pool, 64 in flight (Node has no public"
   echo "  queue_work; its smallest pool-backed call is \`crypto.pbkdf2\` with one iteration)."
+  echo "- **spawn**: sequential spawn and exit of /bin/true, stdio ignored. *2 GiB parent*: each side first makes"
+  echo "  2 GiB resident (Node runs only 50 spawns there, it is that slow). *libuv's uv_spawn*: the same loop through"
+  echo "  libuv 1.44's fork-based spawn, which crew replaces with clone(CLONE_VM|CLONE_VFORK) and a pidfd."
+  echo "- **pipe**: a child (\`head -c\`) writes 1 GiB of zeros to its stdout; the parent reads it all."
 } > BENCHMARKS.md
 
 table

@@ -132,15 +132,20 @@ struct stdio_fds {
   }
 };
 
+constexpr int pipe_size = 1 << 20;  // /proc/sys/fs/pipe-max-size's default; beyond it the call just fails
+
 std::error_code open_stdio(const std::vector<stdio>& entries, std::vector<int>& child, stdio_fds& fds) {
   child.assign(entries.size(), -1);
   fds.parent_ends.assign(entries.size(), -1);
+  int null_fd = -1;
   for (std::size_t i = 0; i < entries.size(); ++i) {
     switch (entries[i].how) {
       case stdio::kind::pipe: {
         int ends[2];
         if (pipe2(ends, O_CLOEXEC) < 0) return uv_error(-errno);
         bool child_reads = i == 0;
+        // A larger pipe lets a fast writer run longer between context switches.
+        if (!child_reads) fcntl(ends[0], F_SETPIPE_SZ, pipe_size);
         child[i] = child_reads ? ends[0] : ends[1];
         fds.parent_ends[i] = child_reads ? ends[1] : ends[0];
         fds.to_close.push_back(child[i]);
@@ -150,13 +155,14 @@ std::error_code open_stdio(const std::vector<stdio>& entries, std::vector<int>& 
       case stdio::kind::inherit:
         child[i] = static_cast<int>(i);
         break;
-      case stdio::kind::ignore: {
-        int null = ::open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (null < 0) return uv_error(-errno);
-        child[i] = null;
-        fds.to_close.push_back(null);
+      case stdio::kind::ignore:
+        if (null_fd < 0) {  // one /dev/null serves every ignored entry
+          null_fd = ::open("/dev/null", O_RDWR | O_CLOEXEC);
+          if (null_fd < 0) return uv_error(-errno);
+          fds.to_close.push_back(null_fd);
+        }
+        child[i] = null_fd;
         break;
-      }
       case stdio::kind::fd:
         child[i] = entries[i].fd;
         break;

@@ -29,6 +29,11 @@ long options::integer(const std::string& name, long fallback) const {
   return value;
 }
 
+std::string options::text(const std::string& name, const std::string& fallback) const {
+  auto it = values_.find(name);
+  return it == values_.end() ? fallback : it->second;
+}
+
 }  // namespace crew::bench
 
 namespace {
@@ -43,6 +48,9 @@ constexpr workload workloads[] = {
     {"post", crew::bench::post, "post [--count N]        cross-thread posts: post_one_way, post_roundtrip"},
     {"queue_work", crew::bench::queue_work,
      "queue_work [--count N] [--in-flight K]  jobs through libuv's thread pool: queue_work_rate"},
+    {"spawn", crew::bench::spawn,
+     "spawn [--count N] [--hold-mib M] [--path crew|libuv]  sequential spawns of /bin/true: spawn_rate"},
+    {"pipe", crew::bench::pipe, "pipe [--mib N]          reading a child's stdout: pipe_throughput"},
 };
 
 int usage() {

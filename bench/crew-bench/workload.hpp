@@ -20,6 +20,8 @@ class options {
   /// The integer value of --name, or `fallback` when absent. Exits with a
   /// message when the value is not a positive integer.
   long integer(const std::string& name, long fallback) const;
+  /// The text of --name, or `fallback` when absent.
+  std::string text(const std::string& name, const std::string& fallback) const;
 
  private:
   std::map<std::string, std::string> values_;
@@ -38,5 +40,7 @@ inline double seconds_since(clock::time_point start) {
 
 int post(const options& opts);        // cross-thread posts: one-way rate and round trip
 int queue_work(const options& opts);  // jobs through libuv's thread pool
+int spawn(const options& opts);       // sequential spawn and exit of /bin/true
+int pipe(const options& opts);        // reading a child's stdout
 
 }  // namespace crew::bench
