@@ -1,6 +1,7 @@
 #include "crew/child_process.hpp"
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -9,6 +10,7 @@
 
 #include "crew/error.hpp"
 #include "crew/timer.hpp"
+#include "detail/ipc_state.hpp"
 #include "detail/spawn.hpp"
 #include "detail/stop_relay.hpp"
 #include "detail/stream_state.hpp"
@@ -126,6 +128,7 @@ std::vector<std::string> make_environment(const std::optional<environment>& env,
 // ours (for pipes) into parent_ends; every fd we opened is listed in to_close.
 struct stdio_fds {
   std::vector<int> parent_ends;
+  int channel_index = -1;  // the stdio index of the IPC channel
   std::vector<int> to_close;
   ~stdio_fds() {
     for (int fd : to_close) ::close(fd);
@@ -166,6 +169,17 @@ std::error_code open_stdio(const std::vector<stdio>& entries, std::vector<int>& 
       case stdio::kind::fd:
         child[i] = entries[i].fd;
         break;
+      case stdio::kind::ipc: {
+        if (fds.channel_index >= 0) return uv_error(UV_EINVAL);  // Node: ERR_IPC_ONE_PIPE
+        int ends[2];
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, ends) < 0) return uv_error(-errno);
+        child[i] = ends[0];
+        fds.parent_ends[i] = ends[1];
+        fds.channel_index = static_cast<int>(i);
+        fds.to_close.push_back(ends[0]);
+        fds.to_close.push_back(ends[1]);
+        break;
+      }
     }
   }
   return {};
@@ -182,6 +196,7 @@ std::string join_command(const std::string& command, const std::vector<std::stri
 child_process::child_process(child_process&& other) noexcept
     : handle_owner(std::move(other)),
       stdio_(std::move(other.stdio_)),
+      channel_(std::move(other.channel_)),
       pid_(std::exchange(other.pid_, 0)),
       status_(std::exchange(other.status_, std::nullopt)),
       killed_(std::exchange(other.killed_, false)) {}
@@ -190,6 +205,7 @@ child_process& child_process::operator=(child_process&& other) noexcept {
   if (this != &other) {
     detach();
     stdio_ = std::move(other.stdio_);
+    channel_ = std::move(other.channel_);
     pid_ = std::exchange(other.pid_, 0);
     status_ = std::exchange(other.status_, std::nullopt);
     killed_ = std::exchange(other.killed_, false);
@@ -207,6 +223,7 @@ void child_process::detach() noexcept {
   // are not destroyed here, since one of them may be running right now.
   release();
   stdio_.clear();
+  channel_.close();
 }
 
 void child_process::adopt_pipe(std::size_t index, int fd) {
@@ -220,6 +237,13 @@ void child_process::adopt_pipe(std::size_t index, int fd) {
   auto* pipe = stdio_[index].state_as<detail::stream_state>();
   pipe->closed_hook = [s] { s->pipe_closed(); };
   pipe->start_reading();
+}
+
+void child_process::adopt_channel(int fd, ipc_options limits) {
+  auto* s = state_as<state>();
+  channel_ = ipc_channel(s->loop, fd, limits);
+  ++s->open_pipes;  // as in Node, close also waits for the channel
+  channel_.state_as<detail::ipc_state>()->closed_hook = [s] { s->pipe_closed(); };
 }
 
 pid_t child_process::pid() const noexcept { return pid_; }
@@ -280,6 +304,10 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
 
   stdio_fds fds;
   std::error_code failure = open_stdio(options.stdio, plan.stdio, fds);
+  if (fds.channel_index >= 0) {
+    plan.env.push_back("NODE_CHANNEL_FD=" + std::to_string(fds.channel_index));
+    plan.env.push_back("NODE_CHANNEL_SERIALIZATION_MODE=json");
+  }
   if (!failure) {
     if (auto file = detail::find_program(command, path))
       plan.file = std::move(*file);
@@ -330,7 +358,10 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
     int fd = fds.parent_ends[i];
     if (fd < 0) continue;
     std::erase(fds.to_close, fd);
-    result.adopt_pipe(i, fd);
+    if (static_cast<int>(i) == fds.channel_index)
+      result.adopt_channel(fd, options.ipc);
+    else
+      result.adopt_pipe(i, fd);
   }
 
   if (options.timeout.count() > 0) {
@@ -347,6 +378,31 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
     if (s->spawn_event && s->attached()) s->loop.invoke(s->spawn_event);
   }, l));
   return result;
+}
+
+child_process fork(std::string module, std::vector<std::string> args, fork_options options, loop& l) {
+  std::string command = std::move(module);
+  if (!options.exec_path.empty()) {
+    std::vector<std::string> full = std::move(options.exec_args);
+    full.push_back(std::move(command));
+    for (auto& a : args) full.push_back(std::move(a));
+    args = std::move(full);
+    command = std::move(options.exec_path);
+  }
+  crew::stdio shared = options.silent ? crew::stdio::pipe() : crew::stdio::inherit();
+  spawn_options spawn_opts{
+      .cwd = std::move(options.cwd),
+      .env = std::move(options.env),
+      .extra_env = std::move(options.extra_env),
+      .stdio = {shared, shared, shared, crew::stdio::ipc()},
+      .detached = options.detached,
+      .timeout = options.timeout,
+      .kill_signal = options.kill_signal,
+      .stop = std::move(options.stop),
+      .die_with_parent = options.die_with_parent,
+      .ipc = options.ipc,
+  };
+  return spawn(std::move(command), std::move(args), std::move(spawn_opts), l);
 }
 
 }  // namespace crew

@@ -6,11 +6,16 @@
 
 #include "crew/detail/handle.hpp"
 #include "crew/error.hpp"
+#include "detail/ipc_state.hpp"
 
 namespace crew {
 namespace {
 
 thread_local loop* current_loop = nullptr;
+
+// Takes NODE_CHANNEL_FD out of the environment before main() (see ipc.cpp):
+// every crew program links this file, so no crew program passes it on.
+[[maybe_unused]] const int channel_fd = detail::channel_fd_from_environment();
 thread_local std::unique_ptr<loop> implicit_loop;  // made by current() when a thread has none
 
 }  // namespace

@@ -32,6 +32,7 @@ message message::clone() const {
   message copy(value_);
   copy.buffers_.reserve(buffers_.size());
   for (const buffer& b : buffers_) copy.buffers_.push_back(b.clone());
+  copy.fds_ = fds_;
   return copy;
 }
 

@@ -29,6 +29,7 @@
 #include "crew/detail/handle.hpp"
 #include "crew/detail/unique_function.hpp"
 #include "crew/error.hpp"
+#include "crew/ipc.hpp"
 #include "crew/loop.hpp"
 #include "crew/stream.hpp"
 
@@ -36,7 +37,7 @@ namespace crew {
 
 /// How one of the child's file descriptors is set up (Node's stdio entries).
 struct stdio {
-  enum class kind { pipe, inherit, ignore, fd };
+  enum class kind { pipe, inherit, ignore, fd, ipc };
   kind how = kind::pipe;
   int fd = -1;  // for kind::fd: our descriptor, which becomes the child's
 
@@ -44,6 +45,9 @@ struct stdio {
   static stdio inherit() noexcept { return {kind::inherit}; }  ///< the parent's own fd of that number
   static stdio ignore() noexcept { return {kind::ignore}; }    ///< /dev/null
   static stdio from_fd(int fd) noexcept { return {kind::fd, fd}; }  ///< one of our fds
+  /// The IPC channel (at most one): a Unix socket speaking Node's protocol; the
+  /// child finds it through NODE_CHANNEL_FD, as a Node child does.
+  static stdio ipc() noexcept { return {kind::ipc}; }
 };
 
 using environment = std::map<std::string, std::string>;
@@ -63,7 +67,8 @@ struct spawn_options {
   std::chrono::milliseconds timeout{0};  ///< kill with kill_signal after this long; default: 0 (never)
   int kill_signal = SIGTERM;        ///< for timeout and stop; default: SIGTERM
   std::stop_token stop;             ///< a stop request kills the child with kill_signal; default: none
-  bool die_with_parent = false;     ///< the child gets SIGKILL when this thread's process dies; default: false
+  bool die_with_parent = false;     ///< the child gets SIGKILL when the thread that spawned it ends; default: false
+  ipc_options ipc;                  ///< limits of the IPC channel, with stdio::ipc()
 };
 
 /// How a child ended: its exit code, or the signal that killed it (code -1 then).
@@ -104,6 +109,16 @@ class child_process : public detail::handle_owner {
   /// Pipe i of options.stdio; a closed stream when fd i is not a pipe.
   stream& stdio(std::size_t i) noexcept { return i < stdio_.size() ? stdio_[i] : no_pipe_; }
 
+  /// The IPC channel (spawned with stdio::ipc(), or by fork()); closed otherwise.
+  ipc_channel& channel() noexcept { return channel_; }
+  /// Node's child.send(), child.on('message'), child.disconnect(),
+  /// child.on('disconnect') and child.connected, through channel().
+  bool send(message m, ipc_channel::error_callback done = {}) { return channel_.send(std::move(m), std::move(done)); }
+  void on_message(ipc_channel::message_callback fn) { channel_.on_message(std::move(fn)); }
+  void on_disconnect(event_callback fn) { channel_.on_disconnect(std::move(fn)); }
+  void disconnect() { channel_.disconnect(); }
+  bool connected() const noexcept { return channel_.connected(); }
+
   void on_spawn(event_callback fn);
   void on_error(error_callback fn);
   void on_exit(exit_callback fn);
@@ -130,9 +145,11 @@ class child_process : public detail::handle_owner {
   struct state;
   void detach() noexcept;
   void adopt_pipe(std::size_t index, int fd);
+  void adopt_channel(int fd, ipc_options limits);
   friend child_process spawn(std::string, std::vector<std::string>, spawn_options, loop&);
   std::vector<stream> stdio_;
   stream no_pipe_;  // always closed
+  ipc_channel channel_;
   // Kept here because the block goes once the child is finished.
   pid_t pid_ = 0;
   std::optional<exit_status> status_;
@@ -143,6 +160,28 @@ class child_process : public detail::handle_owner {
 /// start: they arrive as an error event (ENOENT, EACCES, EMFILE, ...).
 child_process spawn(std::string command, std::vector<std::string> args = {}, spawn_options options = {},
                     loop& l = loop::current());
+
+/// Options of fork().
+struct fork_options {
+  std::string cwd;                       ///< default: the parent's
+  std::optional<environment> env;        ///< default: the parent's environment
+  environment extra_env;                 ///< default: none
+  std::string exec_path;                 ///< the program that runs `module`, e.g. "node"; default: "" (run `module` itself)
+  std::vector<std::string> exec_args;    ///< arguments before `module`, e.g. {"--no-warnings"}; default: none
+  bool silent = false;                   ///< pipe stdin/stdout/stderr instead of inheriting them; default: false
+  bool detached = false;                 ///< default: false
+  bool die_with_parent = false;          ///< default: false
+  std::chrono::milliseconds timeout{0};  ///< default: 0 (none)
+  int kill_signal = SIGTERM;             ///< default: SIGTERM
+  std::stop_token stop;                  ///< default: none
+  ipc_options ipc;                       ///< the channel's limits
+};
+
+/// Node's fork(): starts `module` (a crew program, or a script run by
+/// options.exec_path, such as node) with an IPC channel on fd 3, and stdio
+/// inherited (or piped, when silent). Talk to it with send() and on_message().
+child_process fork(std::string module, std::vector<std::string> args = {}, fork_options options = {},
+                   loop& l = loop::current());
 
 /// Options of exec() and exec_file().
 struct exec_options {

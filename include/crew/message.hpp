@@ -1,9 +1,11 @@
 // Messages: what crew's channels carry between threads and processes.
 //
-// A message is a structured value (an nlohmann::json, the same data model as
-// Node's JSON) plus attachments: byte buffers that travel without a copy.
-// Any type with nlohmann's to_json / from_json converts to and from a message,
-// so user types are sent and received as themselves:
+// A message is a structured value (an nlohmann::ordered_json: Node's JSON data
+// model, object keys kept in insertion order as JavaScript keeps them) plus
+// attachments: byte buffers that travel without a copy, and file descriptors.
+// Any type with nlohmann's to_json / from_json (for nlohmann::json or
+// ordered_json) converts to and from a message, so user types are sent and
+// received as themselves:
 //
 //   struct point { int x, y; };
 //   NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(point, x, y)
@@ -34,7 +36,7 @@ namespace crew {
 /// through clone(), because attachments are move-only.
 class message {
  public:
-  using value_type = nlohmann::json;
+  using value_type = nlohmann::ordered_json;  // keeps key order, as JSON.stringify does
 
   /// Deepest nesting parse() accepts. Deeper texts fail with ERR_INVALID_MESSAGE
   /// instead of exhausting the stack of the thread that parses them.
@@ -43,18 +45,20 @@ class message {
   /// A null value.
   message() = default;
 
-  /// The value of anything nlohmann::json can hold: a json, a string, a number,
-  /// a container, or a user type with to_json.
+  /// The value of anything nlohmann's JSON types can hold: a json, a string, a
+  /// number, a container, or a user type with to_json (for nlohmann::json or
+  /// ordered_json).
   template <class T>
-    requires(!std::same_as<std::remove_cvref_t<T>, message> && std::constructible_from<value_type, T>)
-  message(T&& value) : value_(std::forward<T>(value)) {}  // NOLINT: implicit, like json's
+    requires(!std::same_as<std::remove_cvref_t<T>, message> &&
+             (std::constructible_from<value_type, T> || std::constructible_from<nlohmann::json, T>))
+  message(T&& value) : value_(to_value(std::forward<T>(value))) {}  // NOLINT: implicit, like json's
 
   message(message&&) noexcept = default;
   message& operator=(message&&) noexcept = default;
   message(const message&) = delete;
   message& operator=(const message&) = delete;
 
-  /// A deep copy, attachments included.
+  /// A deep copy, attachments included (descriptors are copied as numbers).
   message clone() const;
 
   value_type& value() & noexcept { return value_; }
@@ -66,7 +70,7 @@ class message {
   template <class T>
   T get() const {
     try {
-      return value_.get<T>();
+      return from_value<T>();
     } catch (const nlohmann::json::exception& e) {
       throw std::system_error(make_error_code(errc::invalid_message), e.what());
     }
@@ -76,7 +80,7 @@ class message {
   template <class T>
   result<T> try_get() const {
     try {
-      return value_.get<T>();
+      return from_value<T>();
     } catch (const nlohmann::json::exception&) {
       return errc::invalid_message;
     }
@@ -92,6 +96,12 @@ class message {
     return *this;
   }
 
+  /// File descriptors that travel with the message between processes (over an
+  /// ipc_channel, as SCM_RIGHTS). The message does not own them: a sender keeps
+  /// its own, a receiver gets new ones that it must close.
+  std::vector<int>& fds() noexcept { return fds_; }
+  const std::vector<int>& fds() const noexcept { return fds_; }
+
   /// The value as compact JSON text, as Node's JSON.stringify writes it: no
   /// raw newline can appear, so a newline can frame it. Invalid UTF-8 in strings
   /// is replaced by U+FFFD. Attachments are not part of the text.
@@ -102,8 +112,27 @@ class message {
   static result<message> parse(std::string_view text);
 
  private:
+  // Types whose to_json / from_json take nlohmann::json (what
+  // NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE writes) go through one conversion.
+  template <class T>
+  static value_type to_value(T&& value) {
+    if constexpr (std::constructible_from<value_type, T>)
+      return value_type(std::forward<T>(value));
+    else
+      return value_type(nlohmann::json(std::forward<T>(value)));
+  }
+
+  template <class T>
+  T from_value() const {
+    if constexpr (requires { value_.template get<T>(); })
+      return value_.template get<T>();
+    else
+      return nlohmann::json(value_).template get<T>();
+  }
+
   value_type value_;
   std::vector<buffer> buffers_;
+  std::vector<int> fds_;
 };
 
 }  // namespace crew

@@ -50,6 +50,12 @@ TEST(message, text_is_compact_json_like_json_stringify) {
   EXPECT_EQ(m.to_string(), R"({"a":1,"b":[true,null,"x"]})");
 }
 
+TEST(message, object_keys_keep_their_order_as_in_javascript) {
+  crew::result<crew::message> m = crew::message::parse(R"({"zebra":1,"apple":{"y":2,"b":3}})");
+  ASSERT_TRUE(m);
+  EXPECT_EQ(m->to_string(), R"({"zebra":1,"apple":{"y":2,"b":3}})");
+}
+
 TEST(message, text_never_contains_a_raw_newline) {
   crew::message m = std::string("line one\nline two\r\u2028end");
   std::string text = m.to_string();

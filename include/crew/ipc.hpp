@@ -1,0 +1,94 @@
+// Message channels between processes, speaking Node's IPC protocol (json mode).
+//
+// Every message is one JSON text and a "\n" on a Unix stream socket; objects
+// whose `cmd` starts with "NODE_" are Node's internal messages, kept apart from
+// user messages; a file descriptor travels as SCM_RIGHTS data with a
+// {"cmd":"NODE_HANDLE","type":...,"msg":...} message, and the receiver answers
+// {"cmd":"NODE_HANDLE_ACK"}. So a crew process talks to a Node parent or child
+// exactly as another Node process would.
+//
+//   // in a child started by Node's fork() or spawn(..., {stdio: [..., 'ipc']}):
+//   if (crew::ipc_channel* parent = crew::parent_channel()) {
+//     parent->on_message([parent](crew::message m) { parent->send(std::move(m)); });  // echo
+//   }
+//   crew::loop::current().run();
+#pragma once
+
+#include <cstddef>
+#include <system_error>
+#include <vector>
+
+#include "crew/detail/handle.hpp"
+#include "crew/detail/unique_function.hpp"
+#include "crew/error.hpp"
+#include "crew/loop.hpp"
+#include "crew/message.hpp"
+
+namespace crew {
+
+/// Options of an ipc_channel.
+struct ipc_options {
+  std::size_t max_message_size = 64u << 20;  ///< longest accepted line, bytes; default: 64 MiB
+};
+
+/// One end of an IPC channel. Loop thread only; events on the loop, never
+/// inside the call that caused them.
+///
+/// Bad input never ends the channel: a malformed line (ERR_INVALID_MESSAGE) or
+/// one longer than max_message_size (ERR_MESSAGE_TOO_LARGE) is an error event
+/// and is skipped. The channel ends (disconnect event) when the peer closes its
+/// end or disconnect() is called; a read or write failure is an error event first.
+class ipc_channel : public detail::handle_owner {
+ public:
+  using message_callback = detail::unique_function<void(message)>;
+  using error_callback = detail::unique_function<void(std::error_code)>;
+  using event_callback = detail::unique_function<void()>;
+
+  /// Bytes queued for writing past which send() returns false (Node: 128 KiB).
+  static constexpr std::size_t send_high_water_mark = 128 * 1024;
+
+  ipc_channel() noexcept = default;
+
+  /// Takes ownership of `fd`, a connected AF_UNIX SOCK_STREAM socket. Throws
+  /// std::system_error if the loop cannot watch it.
+  ipc_channel(loop& l, int fd, ipc_options options = {});
+
+  /// User messages. Messages that arrive before a callback is set are kept and
+  /// delivered, in order, once it is (as Node does). A message that came with
+  /// file descriptors (NODE_HANDLE) carries them in fds(); the receiver owns them.
+  void on_message(message_callback fn);
+  /// Node's internal messages ("NODE_..." commands) that crew does not handle itself.
+  void on_internal_message(message_callback fn);
+  void on_error(error_callback fn);
+  /// The channel closed: the last event.
+  void on_disconnect(event_callback fn);
+
+  /// Sends a message; its file descriptors (message::fds()) travel with it, as a
+  /// NODE_HANDLE, and stay open on this side. Returns false when the write queue
+  /// holds send_high_water_mark bytes or more (back-pressure: the message is still
+  /// queued). `done` runs once the bytes are written, or with the error:
+  /// ERR_IPC_CHANNEL_CLOSED after disconnect. Messages keep their order; after a
+  /// message with fds, later ones wait for the peer's NODE_HANDLE_ACK, as in Node.
+  bool send(message m, error_callback done = {});
+
+  /// Stops sending and closes the channel once queued messages are written; the
+  /// disconnect event follows.
+  void disconnect();
+
+  /// Whether send() is still allowed.
+  bool connected() const noexcept;
+
+ private:
+  struct state;
+  friend class child_process;
+};
+
+/// The channel to this process's parent, when the parent started it with one
+/// (NODE_CHANNEL_FD in the environment, which crew removes at start-up, with
+/// NODE_CHANNEL_SERIALIZATION_MODE, so grandchildren do not inherit it). Null
+/// otherwise. Made on the calling thread's loop at the first call; call it from
+/// the main thread. Like Node's process.channel: unreferenced (the process may
+/// exit) until a message callback is set.
+ipc_channel* parent_channel();
+
+}  // namespace crew

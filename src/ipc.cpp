@@ -1,0 +1,403 @@
+#include "crew/ipc.hpp"
+
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <memory>
+#include <string>
+
+#include "detail/ipc_state.hpp"
+
+namespace crew {
+
+using detail::ipc_state;
+
+namespace {
+
+constexpr std::size_t read_chunk = 64 * 1024;
+constexpr int max_fds_per_read = 16;
+constexpr int max_handle_retransmissions = 3;  // Node's MAX_HANDLE_RETRANSMISSIONS
+
+bool is_internal(const message::value_type& v) {
+  if (!v.is_object()) return false;
+  auto cmd = v.find("cmd");
+  return cmd != v.end() && cmd->is_string() && cmd->get_ref<const std::string&>().size() > 5 &&
+         cmd->get_ref<const std::string&>().compare(0, 5, "NODE_") == 0;
+}
+
+// Node's handle types, as its receiver maps them (lib/internal/child_process.js).
+const char* handle_type(int fd) {
+  sockaddr_storage address{};
+  socklen_t length = sizeof address;
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) return "crew.fd";
+  int type = 0;
+  length = sizeof type;
+  getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length);
+  if (type == SOCK_DGRAM) return "dgram.Native";
+  return "net.Native";  // a TCP or Unix stream socket: Node wraps it as it is
+}
+
+}  // namespace
+
+namespace detail {
+
+ipc_state::~ipc_state() {
+  for (int received : received_fds) ::close(received);
+  ::close(fd);
+}
+
+void ipc_state::on_closing() noexcept {
+  if (closed_hook) closed_hook();
+}
+
+void ipc_state::watch() noexcept {
+  if (closing) return;
+  int events = UV_READABLE;
+  if (!queue.empty() || !completions.empty() || finishing) events |= UV_WRITABLE;
+  if (events != watched) {
+    uv_poll_start(&poll, events, &ipc_state::on_poll);
+    watched = events;
+  }
+}
+
+void ipc_state::on_poll(uv_poll_t* handle, int status, int events) {
+  auto* s = static_cast<ipc_state*>(handle->data);
+  if (status < 0) return s->fail(uv_error(status));
+  if (events & UV_WRITABLE) s->flush();
+  s->run_completions();
+  if (s->closing) return;
+  if (s->finishing && s->queue.empty()) return s->finish();
+  if (events & UV_READABLE) s->read();
+  if (!s->closing) s->watch();
+}
+
+void ipc_state::run_completions() {
+  while (!completions.empty() && !closing) {
+    auto [done, ec] = std::move(completions.front());
+    completions.pop_front();
+    if (done && owner) loop.invoke(done, ec);
+  }
+}
+
+bool ipc_state::send(message m, ipc_channel::error_callback done) {
+  if (!connected) {
+    completions.emplace_back(std::move(done), make_error_code(errc::ipc_channel_closed));
+    watch();
+    return false;
+  }
+  if (awaiting_ack) {
+    held.emplace_back(std::move(m), std::move(done));
+    return false;
+  }
+  enqueue(std::move(m), std::move(done));
+  return queued_bytes < ipc_channel::send_high_water_mark;
+}
+
+void ipc_state::enqueue(message m, ipc_channel::error_callback done) {
+  outgoing item;
+  item.done = std::move(done);
+  if (!m.fds().empty()) {
+    item.fd = m.fds().front();
+    message::value_type wrapper{{"cmd", "NODE_HANDLE"}, {"type", handle_type(item.fd)}, {"msg", std::move(m).value()}};
+    item.bytes = message(std::move(wrapper)).to_string();
+    awaiting_ack = true;  // later messages wait for the peer's NODE_HANDLE_ACK
+    retransmissions = 0;
+  } else {
+    item.bytes = m.to_string();
+  }
+  item.bytes.push_back('\n');
+  if (item.fd >= 0) last_handle = {item.bytes, item.fd};
+  queued_bytes += item.bytes.size();
+  queue.push_back(std::move(item));
+  flush();
+}
+
+void ipc_state::flush() {
+  while (!queue.empty() && !closing) {
+    outgoing& item = queue.front();
+    iovec iov{item.bytes.data() + item.offset, item.bytes.size() - item.offset};
+    msghdr header{};
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+    if (item.fd >= 0 && item.offset == 0) {
+      header.msg_control = control;
+      header.msg_controllen = sizeof control;
+      cmsghdr* cmsg = CMSG_FIRSTHDR(&header);
+      cmsg->cmsg_level = SOL_SOCKET;
+      cmsg->cmsg_type = SCM_RIGHTS;
+      cmsg->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(cmsg), &item.fd, sizeof(int));
+    }
+    ssize_t n = sendmsg(fd, &header, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) break;
+      return fail(uv_error(-errno));
+    }
+    item.offset += static_cast<std::size_t>(n);
+    queued_bytes -= static_cast<std::size_t>(n);
+    if (item.offset < item.bytes.size()) break;  // the socket is full: wait until writable
+    if (item.done) completions.emplace_back(std::move(item.done), std::error_code{});
+    queue.pop_front();
+  }
+  watch();
+}
+
+void ipc_state::read() {
+  if (!buffer) buffer = std::make_unique<char[]>(read_chunk);
+  // A bounded number of reads per wake-up, so one busy channel cannot starve the loop.
+  for (int round = 0; round < 16 && !closing; ++round) {
+    iovec iov{buffer.get(), read_chunk};
+    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * max_fds_per_read)];
+    msghdr header{};
+    header.msg_iov = &iov;
+    header.msg_iovlen = 1;
+    header.msg_control = control;
+    header.msg_controllen = sizeof control;
+    ssize_t n = recvmsg(fd, &header, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) return;
+      return fail(uv_error(-errno));
+    }
+    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
+      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+      std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      for (std::size_t i = 0; i < count; ++i) {
+        int received;
+        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+        received_fds.push_back(received);
+      }
+    }
+    if (n == 0) return finish();  // the peer closed its end
+    consume(std::string_view(buffer.get(), static_cast<std::size_t>(n)));
+    if (static_cast<std::size_t>(n) < read_chunk) return;
+  }
+}
+
+void ipc_state::consume(std::string_view chunk) {
+  while (!chunk.empty() && !closing) {
+    std::size_t newline = chunk.find('\n');
+    std::string_view part = chunk.substr(0, newline);
+    if (skipping) {
+      // Dropping the rest of a line that was too long.
+    } else if (inbox.size() + part.size() > options.max_message_size) {
+      inbox.clear();
+      inbox.shrink_to_fit();
+      skipping = true;
+      fail_soft(make_error_code(errc::message_too_large));
+    } else if (newline != std::string_view::npos && inbox.empty()) {
+      handle_line(part);  // the common case: a whole line in one read, no copy
+    } else {
+      inbox.append(part);
+      if (newline != std::string_view::npos) {
+        std::string line = std::move(inbox);
+        inbox.clear();
+        handle_line(line);
+      }
+    }
+    if (newline == std::string_view::npos) return;
+    skipping = false;
+    chunk.remove_prefix(newline + 1);
+  }
+}
+
+void ipc_state::handle_line(std::string_view line) {
+  if (line.empty()) return;
+  result<message> parsed = message::parse(line);
+  if (!parsed) return fail_soft(parsed.error());
+  message m = std::move(parsed).value();
+  if (!is_internal(m.value())) return deliver(std::move(m));
+
+  const std::string& cmd = m.value()["cmd"].get_ref<const std::string&>();
+  if (cmd == "NODE_HANDLE") {
+    if (received_fds.empty()) {
+      // The descriptor was lost (MSG_CTRUNC): ask for it again, as Node does.
+      write_internal(R"({"cmd":"NODE_HANDLE_NACK"})");
+      return;
+    }
+    write_internal(R"({"cmd":"NODE_HANDLE_ACK"})");
+    message inner(m.value().contains("msg") ? std::move(m.value()["msg"]) : message::value_type());
+    inner.fds().push_back(received_fds.front());
+    received_fds.pop_front();
+    return deliver(std::move(inner));
+  }
+  if (cmd == "NODE_HANDLE_ACK") return acknowledged();
+  if (cmd == "NODE_HANDLE_NACK") {
+    if (last_handle.fd >= 0 && ++retransmissions <= max_handle_retransmissions) {
+      queued_bytes += last_handle.bytes.size();
+      queue.push_back({last_handle.bytes, last_handle.fd, {}, 0});
+      return flush();
+    }
+    fail_soft(uv_error(UV_ECONNABORTED));  // the peer never got the descriptor
+    return acknowledged();
+  }
+  if (internal) loop.invoke(internal, std::move(m));
+}
+
+void ipc_state::acknowledged() {
+  awaiting_ack = false;
+  last_handle = {};
+  while (!held.empty() && !awaiting_ack && !closing) {
+    auto [m, done] = std::move(held.front());
+    held.pop_front();
+    enqueue(std::move(m), std::move(done));
+  }
+  if (!connected && held.empty() && queue.empty()) begin_finish();
+}
+
+void ipc_state::write_internal(std::string text) {
+  text.push_back('\n');
+  queued_bytes += text.size();
+  queue.push_back({std::move(text), -1, {}, 0});
+  flush();
+}
+
+void ipc_state::deliver(message m) {
+  if (!owner) {
+    for (int received : m.fds()) ::close(received);
+    return;
+  }
+  if (!user) {
+    early.push_back(std::move(m));
+    return;
+  }
+  loop.invoke(user, std::move(m));
+}
+
+void ipc_state::fail_soft(std::error_code ec) {
+  if (error && owner) loop.invoke(error, ec);
+}
+
+void ipc_state::fail(std::error_code ec) {
+  if (closing) return;
+  fail_soft(ec);
+  finish();
+}
+
+void ipc_state::begin_finish() {
+  finishing = true;
+  watch();  // the writable event comes next iteration and finishes
+}
+
+void ipc_state::finish() {
+  if (closing) return;
+  connected = false;
+  for (auto& item : queue)
+    if (item.done) completions.emplace_back(std::move(item.done), make_error_code(errc::ipc_channel_closed));
+  for (auto& [m, done] : held)
+    if (done) completions.emplace_back(std::move(done), make_error_code(errc::ipc_channel_closed));
+  queue.clear();
+  held.clear();
+  run_completions();
+  event_callback_type on_disconnect = std::move(disconnect_event);
+  if (on_disconnect && owner && !closing) loop.invoke(on_disconnect);
+  close();
+}
+
+}  // namespace detail
+
+ipc_channel::ipc_channel(loop& l, int fd, ipc_options options) {
+  auto* s = new ipc_state(l);
+  s->fd = fd;
+  s->options = options;
+  if (int rc = uv_poll_init(l.native(), &s->poll, fd)) {
+    s->fd = -1;  // not ours to close on failure: the caller still owns it
+    delete s;
+    throw std::system_error(uv_error(rc), "ipc_channel");
+  }
+  adopt(s);
+  s->watch();
+}
+
+void ipc_channel::on_message(message_callback fn) {
+  auto* s = state_as<ipc_state>();
+  if (!s) return;
+  s->user = std::move(fn);
+  // Someone listens: the channel keeps the loop alive (parent_channel() starts unreferenced).
+  if (s->user) ref();
+  // Messages that arrived first are delivered now, in order, on the loop: the
+  // writable event of the next iteration runs them (see deliver_early()).
+  if (!s->early.empty()) {
+    s->completions.emplace_back([s](std::error_code) { s->deliver_early(); }, std::error_code{});
+    s->watch();
+  }
+}
+
+void ipc_channel::on_internal_message(message_callback fn) {
+  if (auto* s = state_as<ipc_state>()) s->internal = std::move(fn);
+}
+void ipc_channel::on_error(error_callback fn) {
+  if (auto* s = state_as<ipc_state>()) s->error = std::move(fn);
+}
+void ipc_channel::on_disconnect(event_callback fn) {
+  if (auto* s = state_as<ipc_state>()) s->disconnect_event = std::move(fn);
+}
+
+bool ipc_channel::send(message m, error_callback done) {
+  auto* s = state_as<ipc_state>();
+  if (!s) {
+    if (done) loop::current().post([done = std::move(done)]() mutable { done(make_error_code(errc::ipc_channel_closed)); });
+    return false;
+  }
+  return s->send(std::move(m), std::move(done));
+}
+
+void ipc_channel::disconnect() {
+  auto* s = state_as<ipc_state>();
+  if (!s || !s->connected) return;
+  s->connected = false;
+  if (!s->awaiting_ack) s->begin_finish();
+}
+
+bool ipc_channel::connected() const noexcept {
+  auto* s = state_as<ipc_state>();
+  return s && s->connected;
+}
+
+namespace detail {
+
+void ipc_state::deliver_early() {
+  while (!early.empty() && user && !closing && owner) {
+    message m = std::move(early.front());
+    early.pop_front();
+    loop.invoke(user, std::move(m));
+  }
+}
+
+// NODE_CHANNEL_FD is read and removed from the environment before main() runs
+// (this runs during static initialisation of loop.cpp, which every crew program
+// links), so a grandchild never inherits the channel, as in Node.
+int channel_fd_from_environment() {
+  static const int fd = [] {
+    const char* value = std::getenv("NODE_CHANNEL_FD");
+    int parsed = -1;
+    if (value) {
+      char* end = nullptr;
+      long n = std::strtol(value, &end, 10);
+      if (end != value && *end == '\0' && n >= 0 && n < 1 << 20) parsed = static_cast<int>(n);
+    }
+    unsetenv("NODE_CHANNEL_FD");
+    unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
+    return parsed;
+  }();
+  return fd;
+}
+
+}  // namespace detail
+
+ipc_channel* parent_channel() {
+  static ipc_channel* channel = [] () -> ipc_channel* {
+    int fd = detail::channel_fd_from_environment();
+    if (fd < 0) return nullptr;
+    auto* c = new ipc_channel(loop::current(), fd);  // lives as long as the process
+    c->unref();
+    return c;
+  }();
+  if (channel && !channel->is_open()) return nullptr;
+  return channel;
+}
+
+}  // namespace crew
