@@ -6,6 +6,8 @@
 //   child.on('message', m => ...); child.send({hello: 'world'});
 #include <crew/crew.hpp>
 
+#include <unistd.h>
+
 #include <cstdio>
 
 int main() {
@@ -14,7 +16,13 @@ int main() {
     std::fprintf(stderr, "ipc-echo: no IPC channel (start me from Node's fork/spawn with 'ipc', or crew::fork)\n");
     return 2;
   }
-  parent->on_message([parent](crew::message m) { parent->send(std::move(m)); });
+  parent->on_message([parent](crew::message m) {
+    // Descriptors received with a message go back with it, then are closed here.
+    std::vector<int> fds = m.fds();
+    parent->send(std::move(m), [fds](std::error_code) {
+      for (int fd : fds) close(fd);
+    });
+  });
   parent->on_error([](std::error_code ec) { std::fprintf(stderr, "ipc-echo: %s\n", crew::error_name(ec).c_str()); });
   crew::loop::current().run();  // until the parent disconnects
   return 0;

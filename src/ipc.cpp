@@ -285,6 +285,9 @@ void ipc_state::begin_finish() {
 void ipc_state::finish() {
   if (closing) return;
   connected = false;
+  // The peer went away in the middle of a line: that message is lost.
+  if (!inbox.empty() && !skipping) fail_soft(make_error_code(errc::invalid_message));
+  inbox.clear();
   for (auto& item : queue)
     if (item.done) completions.emplace_back(std::move(item.done), make_error_code(errc::ipc_channel_closed));
   for (auto& [m, done] : held)
