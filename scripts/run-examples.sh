@@ -14,6 +14,8 @@ examples=(
   "spawn-ls|spawn('ls', ['-lh', '/usr']): the child's output streamed as it arrives, then its exit code"
   "exec|exec('ls -lh /usr') and exec('node -v'): buffered output handed to a callback"
   "spawn-ping|spawn('ping', ['-c', '3', '127.0.0.1']): a long-running child streamed line by line"
+  "fork-parent|fork('child'): messages both ways with a C++ child over Node's IPC protocol"
+  "process-reuse|the seeds' ProcessManager: one long-running child serves ten requests"
 )
 
 status=0

@@ -20,6 +20,8 @@ namespace {
 constexpr std::size_t read_chunk = 64 * 1024;
 constexpr int max_fds_per_read = 16;
 constexpr int max_handle_retransmissions = 3;  // Node's MAX_HANDLE_RETRANSMISSIONS
+constexpr std::size_t max_batch = 256;            // messages per sendmsg
+constexpr std::size_t batch_bytes = 64 * 1024;    // queued bytes that are written at once
 
 bool is_internal(const message::value_type& v) {
   if (!v.is_object()) return false;
@@ -65,6 +67,7 @@ void ipc_state::watch() noexcept {
 
 void ipc_state::on_poll(uv_poll_t* handle, int status, int events) {
   auto* s = static_cast<ipc_state*>(handle->data);
+  s->wrote_this_turn = false;
   if (status < 0) return s->fail(uv_error(status));
   if (events & UV_WRITABLE) s->flush();
   s->run_completions();
@@ -112,16 +115,31 @@ void ipc_state::enqueue(message m, ipc_channel::error_callback done) {
   if (item.fd >= 0) last_handle = {item.bytes, item.fd};
   queued_bytes += item.bytes.size();
   queue.push_back(std::move(item));
-  flush();
+  // The first message of a loop turn goes out at once (latency); the ones that
+  // follow it in the same turn are gathered and written together on the next
+  // writable event (one system call for many), or at once when a batch is full.
+  if (!wrote_this_turn || queued_bytes >= batch_bytes) {
+    wrote_this_turn = true;
+    flush();
+  } else {
+    watch();
+  }
 }
 
 void ipc_state::flush() {
   while (!queue.empty() && !closing) {
+    // Gather queued messages into one sendmsg. A descriptor rides on the first
+    // byte of a write, so a message with one starts a batch of its own.
+    iovec iov[max_batch];
+    std::size_t count = 0;
+    for (auto it = queue.begin(); it != queue.end() && count < max_batch; ++it) {
+      if (count > 0 && it->fd >= 0) break;
+      iov[count++] = {it->bytes.data() + it->offset, it->bytes.size() - it->offset};
+    }
     outgoing& item = queue.front();
-    iovec iov{item.bytes.data() + item.offset, item.bytes.size() - item.offset};
     msghdr header{};
-    header.msg_iov = &iov;
-    header.msg_iovlen = 1;
+    header.msg_iov = iov;
+    header.msg_iovlen = count;
     alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
     if (item.fd >= 0 && item.offset == 0) {
       header.msg_control = control;
@@ -137,11 +155,20 @@ void ipc_state::flush() {
       if (errno == EAGAIN || errno == EINTR) break;
       return fail(uv_error(-errno));
     }
-    item.offset += static_cast<std::size_t>(n);
     queued_bytes -= static_cast<std::size_t>(n);
-    if (item.offset < item.bytes.size()) break;  // the socket is full: wait until writable
-    if (item.done) completions.emplace_back(std::move(item.done), std::error_code{});
-    queue.pop_front();
+    auto written = static_cast<std::size_t>(n);
+    while (written > 0) {
+      outgoing& front = queue.front();
+      std::size_t rest = front.bytes.size() - front.offset;
+      if (written < rest) {
+        front.offset += written;
+        break;
+      }
+      written -= rest;
+      if (front.done) completions.emplace_back(std::move(front.done), std::error_code{});
+      queue.pop_front();
+    }
+    if (!queue.empty() && queue.front().offset > 0) break;  // the socket is full: wait until writable
   }
   watch();
 }

@@ -51,6 +51,9 @@ constexpr workload workloads[] = {
     {"spawn", crew::bench::spawn,
      "spawn [--count N] [--hold-mib M] [--path crew|libuv]  sequential spawns of /bin/true: spawn_rate"},
     {"pipe", crew::bench::pipe, "pipe [--mib N]          reading a child's stdout: pipe_throughput"},
+    {"fork-ipc", crew::bench::fork_ipc,
+     "fork-ipc [--count N]    messages with a forked child: ipc_roundtrip, ipc_one_way"},
+    {"fork-ipc-child", crew::bench::fork_ipc_child, "fork-ipc-child          (the child of fork-ipc)"},
 };
 
 int usage() {

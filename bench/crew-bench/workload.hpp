@@ -42,5 +42,7 @@ int post(const options& opts);        // cross-thread posts: one-way rate and ro
 int queue_work(const options& opts);  // jobs through libuv's thread pool
 int spawn(const options& opts);       // sequential spawn and exit of /bin/true
 int pipe(const options& opts);        // reading a child's stdout
+int fork_ipc(const options& opts);    // messages with a forked child over IPC
+int fork_ipc_child(const options& opts);
 
 }  // namespace crew::bench

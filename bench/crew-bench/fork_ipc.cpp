@@ -1,0 +1,62 @@
+// Workload `fork-ipc`: messages with a forked crew child over Node's IPC protocol.
+//   ipc_roundtrip  us        one small message there and back, --count N times in sequence
+//   ipc_one_way    msg_per_s N*10 small JSON objects parent to child, until the child has them all
+// The child is crew-bench itself, re-executed as `crew-bench fork-ipc-child`.
+#include <string>
+
+#include "crew/child_process.hpp"
+#include "workload.hpp"
+
+namespace crew::bench {
+
+using json = message::value_type;
+
+int fork_ipc_child(const options&) {
+  ipc_channel* parent = parent_channel();
+  if (!parent) return 2;
+  long expected = -1, received = 0;
+  parent->on_message([&](message m) {
+    const json& v = m.value();
+    if (v.contains("ping")) {
+      parent->send(std::move(m));
+    } else if (v.contains("expect")) {
+      expected = v["expect"].get<long>();
+      received = 0;
+    } else if (++received == expected) {
+      parent->send(json{{"got", received}});
+    }
+  });
+  loop::current().run();
+  return 0;
+}
+
+int fork_ipc(const options& opts) {
+  long count = opts.integer("count", 20000);
+  crew::loop loop;
+  child_process child = fork("/proc/self/exe", {"fork-ipc-child"}, {}, loop);
+
+  long remaining = count;
+  long one_way = count * 10;
+  clock::time_point start;
+  double roundtrip_us = 0;
+  child.on_message([&](message m) {
+    if (m.value().contains("ping")) {
+      if (--remaining > 0) return void(child.send(json{{"ping", remaining}}));
+      roundtrip_us = seconds_since(start) / count * 1e6;
+      // Then the one-way burst: announce it, send it, wait for the child's count.
+      child.send(json{{"expect", one_way}});
+      start = clock::now();
+      for (long i = 0; i < one_way; ++i) child.send(json{{"i", i}, {"name", "item"}, {"ok", true}});
+    } else if (m.value().contains("got")) {
+      report("ipc_roundtrip", roundtrip_us, "us");
+      report("ipc_one_way", one_way / seconds_since(start), "msg_per_s");
+      child.disconnect();
+    }
+  });
+  start = clock::now();
+  child.send(json{{"ping", remaining}});
+  loop.run();
+  return 0;
+}
+
+}  // namespace crew::bench
