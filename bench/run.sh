@@ -17,6 +17,7 @@ workloads=(
   "spawn (2 GiB parent)|spawn --count 500 --hold-mib 2048|bench/node/spawn.js --count 50 --hold-mib 2048"
   "spawn (libuv's uv_spawn)|spawn --count 2000 --path libuv|bench/node/spawn.js --count 2000"
   "pipe|pipe --mib 1024|bench/node/pipe.js --mib 1024"
+  "fork-ipc|fork-ipc --count 20000|bench/node/fork-ipc.js --count 20000"
 )
 
 # Runs a command RUNS times; prints `name median unit` per figure.
@@ -84,6 +85,9 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "  2 GiB resident (Node runs only 50 spawns there, it is that slow). *libuv's uv_spawn*: the same loop through"
   echo "  libuv 1.44's fork-based spawn, which crew replaces with clone(CLONE_VM|CLONE_VFORK) and a pidfd."
   echo "- **pipe**: a child (\`head -c\`) writes 1 GiB of zeros to its stdout; the parent reads it all."
+  echo "- **fork-ipc**: a forked child of the same kind (crew-bench, or the Node script) over Node's json IPC"
+  echo "  protocol: \`ipc_roundtrip\`, one small message there and back, 20,000 times in sequence;"
+  echo "  \`ipc_one_way\`, 200,000 small objects parent to child until the child has counted them all."
 } > BENCHMARKS.md
 
 table
