@@ -95,6 +95,17 @@ void exec_file(std::string file, std::vector<std::string> args, exec_options opt
   start(std::move(file), std::move(args), std::move(options), "", false, {}, std::move(done), l);
 }
 
+void exec_awaitable::await_suspend(std::coroutine_handle<> awaiting) {
+  request& r = *request_;
+  exec_callback resume = [&r, awaiting](exec_result outcome) {
+    r.result = std::move(outcome);
+    awaiting.resume();
+  };
+  std::string shell = r.shell ? r.options.shell : std::string();
+  start(std::move(r.command), std::move(r.args), std::move(r.options), std::move(shell), false, {}, std::move(resume),
+        *r.l);
+}
+
 spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args, spawn_sync_options options) {
   // A private loop on this thread: the caller's loop, if any, does not run meanwhile.
   loop private_loop;

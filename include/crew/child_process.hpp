@@ -17,9 +17,11 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <coroutine>
 #include <csignal>
 #include <cstddef>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stop_token>
 #include <string>
@@ -225,6 +227,42 @@ void exec(std::string command, exec_options options, exec_callback done, loop& l
 /// characters they contain.
 void exec_file(std::string file, std::vector<std::string> args, exec_options options, exec_callback done,
                loop& l = loop::current());
+
+/// The awaitable form of exec() and exec_file(): `co_await` gives the
+/// exec_result. Starts when awaited; resumes the coroutine on the loop.
+class [[nodiscard]] exec_awaitable {
+ public:
+  exec_awaitable(std::string command, std::vector<std::string> args, exec_options options, bool shell, loop& l)
+      : request_(std::make_unique<request>(
+            request{std::move(command), std::move(args), std::move(options), shell, &l, {}})) {}
+  bool await_ready() const noexcept { return false; }
+  void await_suspend(std::coroutine_handle<> awaiting);
+  exec_result await_resume() { return std::move(request_->result); }
+
+ private:
+  // Behind one pointer: GCC 12 may copy a co_await temporary bit by bit, which
+  // a std::string member (small-string buffer) does not survive.
+  struct request {
+    std::string command;
+    std::vector<std::string> args;
+    exec_options options;
+    bool shell;
+    loop* l;
+    exec_result result;
+  };
+  std::unique_ptr<request> request_;
+};
+
+/// `co_await crew::exec("ls -lh /usr")`: exec() as an awaitable (see task.hpp).
+inline exec_awaitable exec(std::string command, exec_options options = {}, loop& l = loop::current()) {
+  return {std::move(command), {}, std::move(options), true, l};
+}
+
+/// `co_await crew::exec_file("ls", {"-lh"})`: exec_file() as an awaitable.
+inline exec_awaitable exec_file(std::string file, std::vector<std::string> args = {}, exec_options options = {},
+                                loop& l = loop::current()) {
+  return {std::move(file), std::move(args), std::move(options), false, l};
+}
 
 /// Options of the _sync functions.
 struct spawn_sync_options {

@@ -9,5 +9,6 @@
 #include "crew/message.hpp"
 #include "crew/signal.hpp"
 #include "crew/stream.hpp"
+#include "crew/task.hpp"
 #include "crew/timer.hpp"
 #include "crew/work.hpp"

@@ -143,3 +143,64 @@ TEST(exec_file_sync, a_missing_program_throws_enoent) {
 }
 
 }  // namespace
+
+// The awaitable forms, through crew::task.
+#include "crew/task.hpp"
+
+namespace {
+
+// GCC 12 mis-copies temporaries with default member initializers (exec_options{})
+// and braced lists inside a co_await expression: name them before awaiting.
+crew::task<std::string> uppercase_of(std::string word, crew::loop& l) {
+  crew::exec_options options;
+  crew::exec_result r = co_await crew::exec("echo " + word + " | tr a-z A-Z", options, l);
+  co_return r.out;
+}
+
+crew::task<int> two_in_sequence(crew::loop& l, std::vector<std::string>& seen) {
+  seen.push_back(co_await uppercase_of("first", l));
+  std::vector<std::string> args{"%s", "second; literally"};
+  crew::exec_options options;
+  crew::exec_result r = co_await crew::exec_file("printf", std::move(args), options, l);
+  seen.push_back(r.out);
+  co_return r.status.code;
+}
+
+TEST(exec_awaitable, co_await_exec_reads_like_nodes_promise_api) {
+  crew::loop l;
+  std::vector<std::string> seen;
+  crew::task<int> t = two_in_sequence(l, seen);
+  EXPECT_FALSE(t.done()) << "suspended at its first co_await";
+  crew::test::run_within(l);
+  ASSERT_TRUE(t.done());
+  EXPECT_EQ(seen, (std::vector<std::string>{"FIRST\n", "second; literally"}));
+}
+
+crew::task<> missing_program(crew::loop& l, std::error_code& error) {
+  std::vector<std::string> no_args;
+  crew::exec_options options;
+  crew::exec_result r = co_await crew::exec_file("crew-no-such-program", no_args, options, l);
+  error = r.error;
+}
+
+TEST(exec_awaitable, a_failure_is_in_the_result) {
+  crew::loop l;
+  std::error_code error;
+  crew::task<> t = missing_program(l, error);
+  crew::test::run_within(l);
+  EXPECT_EQ(crew::error_name(error), "ENOENT");
+}
+
+crew::task<> throws_after_exec(crew::loop& l) {
+  crew::exec_options options;
+  (void)co_await crew::exec("true", options, l);
+  throw std::runtime_error("after exec");
+}
+
+TEST(exec_awaitable, a_dropped_task_runs_on_and_its_exception_reaches_run) {
+  crew::loop l;
+  { crew::task<> dropped = throws_after_exec(l); }
+  EXPECT_THROW(l.run(), std::runtime_error);
+}
+
+}  // namespace
