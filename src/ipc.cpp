@@ -52,7 +52,24 @@ ipc_state::~ipc_state() {
 }
 
 void ipc_state::on_closing() noexcept {
+  if (spinner) uv_close(reinterpret_cast<uv_handle_t*>(spinner), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
+  spinner = nullptr;
   if (closed_hook) closed_hook();
+}
+
+void ipc_state::keep_spinning() noexcept {
+  if (options.spin.count() <= 0 || closing) return;
+  spin_until = uv_hrtime() + static_cast<uint64_t>(options.spin.count()) * 1000;
+  if (!spinner) {
+    spinner = new uv_idle_t;
+    uv_idle_init(loop.native(), spinner);
+    spinner->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(spinner));  // spinning never keeps the loop alive
+  }
+  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(spinner)))
+    uv_idle_start(spinner, [](uv_idle_t* idle) {
+      if (uv_hrtime() > static_cast<ipc_state*>(idle->data)->spin_until) uv_idle_stop(idle);
+    });
 }
 
 void ipc_state::watch() noexcept {
@@ -68,6 +85,7 @@ void ipc_state::watch() noexcept {
 void ipc_state::on_poll(uv_poll_t* handle, int status, int events) {
   auto* s = static_cast<ipc_state*>(handle->data);
   s->wrote_this_turn = false;
+  s->keep_spinning();
   if (status < 0) return s->fail(uv_error(status));
   if (events & UV_WRITABLE) s->flush();
   s->run_completions();
@@ -118,6 +136,7 @@ void ipc_state::enqueue(message m, ipc_channel::error_callback done) {
   // The first message of a loop turn goes out at once (latency); the ones that
   // follow it in the same turn are gathered and written together on the next
   // writable event (one system call for many), or at once when a batch is full.
+  keep_spinning();
   if (!wrote_this_turn || queued_bytes >= batch_bytes) {
     wrote_this_turn = true;
     flush();
@@ -380,6 +399,10 @@ void ipc_channel::disconnect() {
   if (!s || !s->connected) return;
   s->connected = false;
   if (!s->awaiting_ack) s->begin_finish();
+}
+
+void ipc_channel::set_spin(std::chrono::microseconds spin) noexcept {
+  if (auto* s = state_as<ipc_state>()) s->options.spin = spin;
 }
 
 bool ipc_channel::connected() const noexcept {

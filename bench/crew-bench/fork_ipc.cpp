@@ -1,6 +1,7 @@
 // Workload `fork-ipc`: messages with a forked crew child over Node's IPC protocol.
 //   ipc_roundtrip  us        one small message there and back, --count N times in sequence
 //   ipc_one_way    msg_per_s N*10 small JSON objects parent to child, until the child has them all
+//   ipc_roundtrip_spin  us   the round trip with ipc_options::spin (--spin-us, default 50) on both sides
 // The child is crew-bench itself, re-executed as `crew-bench fork-ipc-child`.
 #include <string>
 
@@ -11,8 +12,9 @@ namespace crew::bench {
 
 using json = message::value_type;
 
-int fork_ipc_child(const options&) {
+int fork_ipc_child(const options& opts) {
   ipc_channel* parent = parent_channel();
+  if (parent) parent->set_spin(std::chrono::microseconds(opts.integer("spin", 0)));
   if (!parent) return 2;
   long expected = -1, received = 0;
   parent->on_message([&](message m) {
@@ -30,8 +32,26 @@ int fork_ipc_child(const options&) {
   return 0;
 }
 
+double spinning_roundtrip(long count, long spin_us) {
+  crew::loop loop;
+  child_process child = fork("/proc/self/exe", {"fork-ipc-child", "--spin", std::to_string(spin_us)},
+                             {.ipc = {.spin = std::chrono::microseconds(spin_us)}}, loop);
+  long remaining = count;
+  clock::time_point start = clock::now();
+  double us = 0;
+  child.on_message([&](message) {
+    if (--remaining > 0) return void(child.send(json{{"ping", remaining}}));
+    us = seconds_since(start) / count * 1e6;
+    child.disconnect();
+  });
+  child.send(json{{"ping", remaining}});
+  loop.run();
+  return us;
+}
+
 int fork_ipc(const options& opts) {
   long count = opts.integer("count", 20000);
+  long spin_us = opts.integer("spin-us", 50);
   crew::loop loop;
   child_process child = fork("/proc/self/exe", {"fork-ipc-child"}, {}, loop);
 
@@ -51,6 +71,7 @@ int fork_ipc(const options& opts) {
       report("ipc_roundtrip", roundtrip_us, "us");
       report("ipc_one_way", one_way / seconds_since(start), "msg_per_s");
       child.disconnect();
+      report("ipc_roundtrip_spin", spinning_roundtrip(count, spin_us), "us");
     }
   });
   start = clock::now();

@@ -14,6 +14,7 @@
 //   crew::loop::current().run();
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <system_error>
 #include <vector>
@@ -29,6 +30,11 @@ namespace crew {
 /// Options of an ipc_channel.
 struct ipc_options {
   std::size_t max_message_size = 64u << 20;  ///< longest accepted line, bytes; default: 64 MiB
+  /// After each message sent or received, keep the loop polling without sleeping
+  /// this long, so that a quick answer is read at once instead of after a
+  /// wake-up (tens of microseconds on virtual machines). Costs CPU while it
+  /// spins; default: 0 (never spin).
+  std::chrono::microseconds spin{0};
 };
 
 /// One end of an IPC channel. Loop thread only; events on the loop, never
@@ -77,6 +83,9 @@ class ipc_channel : public detail::handle_owner {
 
   /// Whether send() is still allowed.
   bool connected() const noexcept;
+
+  /// Changes ipc_options::spin (for parent_channel(), made with the defaults).
+  void set_spin(std::chrono::microseconds spin) noexcept;
 
  private:
   struct state;

@@ -76,6 +76,11 @@ struct ipc_state final : handle_state {
 
   bool connected = true;
   bool finishing = false;
+
+  // Spinning (ipc_options::spin): an idle handle keeps uv_run from sleeping.
+  void keep_spinning() noexcept;
+  uv_idle_t* spinner = nullptr;  // its own allocation, freed by its close callback
+  uint64_t spin_until = 0;       // uv_hrtime() deadline
 };
 
 int channel_fd_from_environment();

@@ -39,6 +39,20 @@ TEST(ipc, messages_arrive_whole_and_in_order) {
   EXPECT_EQ(got, (std::vector<std::string>{R"({"n":1})", R"("two")", "[3,\"\u2028\",\"\U0001F600\"]"}));
 }
 
+TEST(ipc, a_spinning_channel_delivers_and_never_keeps_the_loop_alive_by_spinning) {
+  crew::loop l;
+  channel_pair p(l, {.spin = std::chrono::milliseconds(5)});
+  int got = 0;
+  p.b.on_message([&](crew::message m) {
+    if (++got < 100) return void(p.b.send(std::move(m)));
+    p.b.disconnect();
+  });
+  p.a.on_message([&](crew::message m) { p.a.send(std::move(m)); });
+  p.a.send(0);
+  crew::test::run_within(l);  // ends once both channels closed, spinner or not
+  EXPECT_EQ(got, 100);
+}
+
 TEST(ipc, messages_sent_before_anyone_listens_are_kept) {
   crew::loop l;
   channel_pair p(l);
