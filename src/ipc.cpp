@@ -87,7 +87,10 @@ void ipc_state::on_poll(uv_poll_t* handle, int status, int events) {
   s->wrote_this_turn = false;
   s->keep_spinning();
   if (status < 0) return s->fail(uv_error(status));
-  if (events & UV_WRITABLE) s->flush();
+  if (events & UV_WRITABLE) {
+    s->socket_full = false;
+    s->flush();
+  }
   s->run_completions();
   if (s->closing) return;
   if (s->finishing && s->queue.empty()) return s->finish();
@@ -118,26 +121,36 @@ bool ipc_state::send(message m, ipc_channel::error_callback done) {
 }
 
 void ipc_state::enqueue(message m, ipc_channel::error_callback done) {
-  outgoing item;
-  item.done = std::move(done);
   if (!m.fds().empty()) {
+    outgoing item;
+    item.done = std::move(done);
     item.fd = m.fds().front();
-    message::value_type wrapper{{"cmd", "NODE_HANDLE"}, {"type", handle_type(item.fd)}, {"msg", std::move(m).value()}};
-    item.bytes = message(std::move(wrapper)).to_string();
+    message wrapper(message::value_type{{"cmd", "NODE_HANDLE"}, {"type", handle_type(item.fd)}, {"msg", std::move(m).value()}});
+    wrapper.append_to(item.bytes);
+    item.bytes.push_back('\n');
+    last_handle = {item.bytes, item.fd};
     awaiting_ack = true;  // later messages wait for the peer's NODE_HANDLE_ACK
     retransmissions = 0;
+    queued_bytes += item.bytes.size();
+    queue.push_back(std::move(item));
   } else {
-    item.bytes = m.to_string();
+    // Plain messages are appended to the last queued batch when it has not
+    // started going out and carries no descriptor or completion of its own.
+    bool extend = !queue.empty() && queue.back().offset == 0 && queue.back().fd < 0 && !queue.back().done &&
+                  queue.back().bytes.size() < batch_bytes;
+    if (!extend) queue.emplace_back();
+    outgoing& item = queue.back();
+    std::size_t old_size = item.bytes.size();
+    m.append_to(item.bytes);
+    item.bytes.push_back('\n');
+    item.done = std::move(done);
+    queued_bytes += item.bytes.size() - old_size;
   }
-  item.bytes.push_back('\n');
-  if (item.fd >= 0) last_handle = {item.bytes, item.fd};
-  queued_bytes += item.bytes.size();
-  queue.push_back(std::move(item));
   // The first message of a loop turn goes out at once (latency); the ones that
   // follow it in the same turn are gathered and written together on the next
   // writable event (one system call for many), or at once when a batch is full.
   keep_spinning();
-  if (!wrote_this_turn || queued_bytes >= batch_bytes) {
+  if (!socket_full && (!wrote_this_turn || queued_bytes >= batch_bytes)) {
     wrote_this_turn = true;
     flush();
   } else {
@@ -171,6 +184,7 @@ void ipc_state::flush() {
     }
     ssize_t n = sendmsg(fd, &header, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n < 0) {
+      if (errno == EAGAIN) socket_full = true;  // until the writable event
       if (errno == EAGAIN || errno == EINTR) break;
       return fail(uv_error(-errno));
     }

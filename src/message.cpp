@@ -36,7 +36,17 @@ message message::clone() const {
   return copy;
 }
 
-std::string message::to_string() const { return value_.dump(-1, ' ', false, value_type::error_handler_t::replace); }
+std::string message::to_string() const {
+  std::string text;
+  append_to(text);
+  return text;
+}
+
+void message::append_to(std::string& out) const {
+  nlohmann::detail::serializer<value_type> writer(nlohmann::detail::output_adapter<char>(out), ' ',
+                                                  value_type::error_handler_t::replace);
+  writer.dump(value_, false, false, 0);
+}
 
 result<message> message::parse(std::string_view text) {
   if (!nesting_within(text, max_depth)) return errc::invalid_message;

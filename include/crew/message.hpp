@@ -107,6 +107,9 @@ class message {
   /// is replaced by U+FFFD. Attachments are not part of the text.
   std::string to_string() const;
 
+  /// Appends to_string()'s text to `out` (no temporary string).
+  void append_to(std::string& out) const;
+
   /// Parses one JSON text. Errors: ERR_INVALID_MESSAGE for text that is not JSON,
   /// not UTF-8, or nested deeper than max_depth.
   static result<message> parse(std::string_view text);

@@ -71,6 +71,7 @@ struct ipc_state final : handle_state {
   std::deque<std::pair<ipc_channel::error_callback, std::error_code>> completions;  // run on the next poll event
   bool awaiting_ack = false;
   bool wrote_this_turn = false;  // a send wrote at once since the last poll event
+  bool socket_full = false;      // the last write met EAGAIN: wait for the writable event
   int retransmissions = 0;
   sent_handle last_handle;
 
