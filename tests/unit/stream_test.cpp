@@ -76,7 +76,8 @@ TEST(stream, a_closed_stream_ignores_calls_and_fails_writes_on_the_loop) {
   none.resume();
   none.end();
   std::optional<std::error_code> done;
-  crew::loop::current();  // the callback is posted to the calling thread's loop
+  // The failure is posted to the calling thread's loop, which `l` is.
+  ASSERT_EQ(&crew::loop::current(), &l);
   EXPECT_FALSE(none.write("x", [&](std::error_code ec) { done = ec; }));
   EXPECT_FALSE(done);
   crew::loop::keep_alive hold(l);
