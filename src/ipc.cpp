@@ -371,6 +371,10 @@ ipc_channel::ipc_channel(loop& l, int fd, ipc_options options) {
     delete s;
     throw std::system_error(uv_error(rc), "ipc_channel");
   }
+  // A deeper socket lets a burst flow while the sender is still producing it
+  // (the kernel caps the size at net.core.wmem_max).
+  int depth = 1 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &depth, sizeof depth);
   adopt(s);
   s->watch();
 }
