@@ -103,9 +103,19 @@ struct child_process::state final : detail::handle_state {
 
 namespace {
 
+constexpr const char* default_path = "/usr/local/bin:/usr/bin:/bin";  // when the environment has no PATH
+
 // Builds the child's environment: the base (given or ours) with extra entries.
+// The common case, our own environment unchanged, is copied as it is.
 std::vector<std::string> make_environment(const std::optional<environment>& env, const environment& extra,
                                           std::string& path) {
+  std::vector<std::string> entries;
+  if (!env && extra.empty()) {
+    for (char** e = environ; e && *e; ++e) entries.emplace_back(*e);
+    const char* ours = std::getenv("PATH");
+    path = ours ? ours : default_path;
+    return entries;
+  }
   environment merged;
   if (env) {
     merged = *env;
@@ -117,8 +127,7 @@ std::vector<std::string> make_environment(const std::optional<environment>& env,
   }
   for (const auto& [name, value] : extra) merged[name] = value;
   auto it = merged.find("PATH");
-  path = it != merged.end() ? it->second : "/usr/local/bin:/usr/bin:/bin";
-  std::vector<std::string> entries;
+  path = it != merged.end() ? it->second : default_path;
   entries.reserve(merged.size());
   for (const auto& [name, value] : merged) entries.push_back(name + "=" + value);
   return entries;
