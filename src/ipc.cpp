@@ -75,7 +75,7 @@ void ipc_state::keep_spinning() noexcept {
 void ipc_state::watch() noexcept {
   if (closing) return;
   int events = UV_READABLE;
-  if (!queue.empty() || !completions.empty() || finishing) events |= UV_WRITABLE;
+  if (!queue.empty() || !completions.empty() || early_due || finishing) events |= UV_WRITABLE;
   if (events != watched) {
     uv_poll_start(&poll, events, &ipc_state::on_poll);
     watched = events;
@@ -92,6 +92,10 @@ void ipc_state::on_poll(uv_poll_t* handle, int status, int events) {
     s->flush();
   }
   s->run_completions();
+  if (s->early_due && !s->closing) {
+    s->early_due = false;
+    s->deliver_early();
+  }
   if (s->closing) return;
   if (s->finishing && s->queue.empty()) return s->finish();
   if (events & UV_READABLE) s->read();
@@ -385,10 +389,10 @@ void ipc_channel::on_message(message_callback fn) {
   s->user = std::move(fn);
   // Someone listens: the channel keeps the loop alive (parent_channel() starts unreferenced).
   if (s->user) ref();
-  // Messages that arrived first are delivered now, in order, on the loop: the
-  // writable event of the next iteration runs them (see deliver_early()).
+  // Messages that arrived first are delivered in order, on the loop: the
+  // writable event of the next iteration runs them.
   if (!s->early.empty()) {
-    s->completions.emplace_back([s](std::error_code) { s->deliver_early(); }, std::error_code{});
+    s->early_due = true;
     s->watch();
   }
 }

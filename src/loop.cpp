@@ -6,7 +6,7 @@
 
 #include "crew/detail/handle.hpp"
 #include "crew/error.hpp"
-#include "detail/ipc_state.hpp"
+#include "detail/node_channel.hpp"
 
 namespace crew {
 namespace {

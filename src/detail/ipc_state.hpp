@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "crew/ipc.hpp"
+#include "detail/node_channel.hpp"
 
 namespace crew::detail {
 
@@ -63,6 +64,7 @@ struct ipc_state final : handle_state {
   bool skipping = false;            // dropping the rest of a line over max_message_size
   std::deque<int> received_fds;     // SCM_RIGHTS descriptors not yet claimed by a NODE_HANDLE
   std::deque<message> early;        // user messages that came before on_message
+  bool early_due = false;           // on_message was set: deliver `early` on the next poll event
 
   // Writing
   std::deque<outgoing> queue;
@@ -83,7 +85,5 @@ struct ipc_state final : handle_state {
   uv_idle_t* spinner = nullptr;  // its own allocation, freed by its close callback
   uint64_t spin_until = 0;       // uv_hrtime() deadline
 };
-
-int channel_fd_from_environment();
 
 }  // namespace crew::detail
