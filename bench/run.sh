@@ -87,7 +87,8 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "- **pipe**: a child (\`head -c\`) writes 1 GiB of zeros to its stdout; the parent reads it all."
   echo "- **fork-ipc**: a forked child of the same kind (crew-bench, or the Node script) over Node's json IPC"
   echo "  protocol: \`ipc_roundtrip\`, one small message there and back, 20,000 times in sequence;"
-  echo "  \`ipc_one_way\`, 200,000 small objects parent to child until the child has counted them all."
+  echo "  \`ipc_one_way\`, 200,000 small objects parent to child until the child has counted them all;"
+  echo "  \`ipc_roundtrip_nospin\`, crew's round trip with its default 50 us spin turned off on both sides."
 } > BENCHMARKS.md
 
 table

@@ -1,7 +1,7 @@
 // Workload `fork-ipc`: messages with a forked crew child over Node's IPC protocol.
 //   ipc_roundtrip  us        one small message there and back, --count N times in sequence
 //   ipc_one_way    msg_per_s N*10 small JSON objects parent to child, until the child has them all
-//   ipc_roundtrip_spin  us   the round trip with ipc_options::spin (--spin-us, default 50) on both sides
+//   ipc_roundtrip_nospin us  the round trip with ipc_options::spin = 0 on both sides (sleep between messages)
 // The child is crew-bench itself, re-executed as `crew-bench fork-ipc-child`.
 #include <string>
 
@@ -14,8 +14,8 @@ using json = message::value_type;
 
 int fork_ipc_child(const options& opts) {
   ipc_channel* parent = parent_channel();
-  if (parent) parent->set_spin(std::chrono::microseconds(opts.integer("spin", 0)));
   if (!parent) return 2;
+  if (opts.text("spin", "default") == "off") parent->set_spin(std::chrono::microseconds(0));
   long expected = -1, received = 0;
   parent->on_message([&](message m) {
     const json& v = m.value();
@@ -32,10 +32,9 @@ int fork_ipc_child(const options& opts) {
   return 0;
 }
 
-double spinning_roundtrip(long count, long spin_us) {
+double roundtrip_without_spin(long count) {
   crew::loop loop;
-  child_process child = fork("/proc/self/exe", {"fork-ipc-child", "--spin", std::to_string(spin_us)},
-                             {.ipc = {.spin = std::chrono::microseconds(spin_us)}}, loop);
+  child_process child = fork("/proc/self/exe", {"fork-ipc-child", "--spin", "off"}, {.ipc = {.spin = {}}}, loop);
   long remaining = count;
   clock::time_point start = clock::now();
   double us = 0;
@@ -51,7 +50,6 @@ double spinning_roundtrip(long count, long spin_us) {
 
 int fork_ipc(const options& opts) {
   long count = opts.integer("count", 20000);
-  long spin_us = opts.integer("spin-us", 50);
   crew::loop loop;
   child_process child = fork("/proc/self/exe", {"fork-ipc-child"}, {}, loop);
 
@@ -71,7 +69,7 @@ int fork_ipc(const options& opts) {
       report("ipc_roundtrip", roundtrip_us, "us");
       report("ipc_one_way", one_way / seconds_since(start), "msg_per_s");
       child.disconnect();
-      report("ipc_roundtrip_spin", spinning_roundtrip(count, spin_us), "us");
+      report("ipc_roundtrip_nospin", roundtrip_without_spin(count), "us");
     }
   });
   start = clock::now();
