@@ -14,6 +14,7 @@
 #include "detail/spawn.hpp"
 #include "detail/stop_relay.hpp"
 #include "detail/stream_state.hpp"
+#include "detail/worker_context.hpp"
 
 extern char** environ;
 
@@ -105,10 +106,12 @@ namespace {
 
 constexpr const char* default_path = "/usr/local/bin:/usr/bin:/bin";  // when the environment has no PATH
 
-// Builds the child's environment: the base (given or ours) with extra entries.
-// The common case, our own environment unchanged, is copied as it is.
-std::vector<std::string> make_environment(const std::optional<environment>& env, const environment& extra,
+// Builds the child's environment: the base (given, the calling worker's, or
+// ours) with extra entries. The common case, our own environment unchanged, is
+// copied as it is.
+std::vector<std::string> make_environment(const std::optional<environment>& given, const environment& extra,
                                           std::string& path) {
+  const environment* env = given ? &*given : detail::current_worker_env();
   std::vector<std::string> entries;
   if (!env && extra.empty()) {
     for (char** e = environ; e && *e; ++e) entries.emplace_back(*e);

@@ -23,6 +23,10 @@ constexpr std::array own_errors{
     own_error{errc::message_too_large, "ERR_MESSAGE_TOO_LARGE", "message exceeds the size limit",
               std::errc::message_size},
     own_error{errc::queue_full, "ERR_QUEUE_FULL", "queue is full", std::errc::resource_unavailable_try_again},
+    own_error{errc::closed_message_port, "ERR_CLOSED_MESSAGE_PORT", "cannot send data on a closed message port",
+              std::errc::broken_pipe},
+    own_error{errc::data_clone_error, "DataCloneError", "an attachment of the message cannot be transferred",
+              std::errc::invalid_argument},
 };
 
 const own_error* find_own(int value) noexcept {

@@ -28,11 +28,17 @@ bool nesting_within(std::string_view text, int limit) noexcept {
 
 }  // namespace
 
+message::~message() = default;
+
 message message::clone() const {
   message copy(value_);
-  copy.buffers_.reserve(buffers_.size());
-  for (const buffer& b : buffers_) copy.buffers_.push_back(b.clone());
-  copy.fds_ = fds_;
+  if (extra_) {
+    attachments& to = copy.extra();
+    to.buffers.reserve(extra_->buffers.size());
+    for (const buffer& b : extra_->buffers) to.buffers.push_back(b.clone());
+    to.shared_buffers = extra_->shared_buffers;
+    to.fds = extra_->fds;
+  }
   return copy;
 }
 

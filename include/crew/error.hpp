@@ -30,6 +30,8 @@ enum class errc : int {
   invalid_message,                 ///< "ERR_INVALID_MESSAGE": a message that cannot be decoded.
   message_too_large,               ///< "ERR_MESSAGE_TOO_LARGE": a message over the size limit.
   queue_full,                      ///< "ERR_QUEUE_FULL": a bounded queue rejected the item.
+  closed_message_port,             ///< "ERR_CLOSED_MESSAGE_PORT": post on a closed port or to a closed peer.
+  data_clone_error,                ///< "DataCloneError": an attachment that cannot travel that way.
 };
 
 /// The category of every code crew reports. Negative values are libuv's codes,

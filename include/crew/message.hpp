@@ -2,7 +2,8 @@
 //
 // A message is a structured value (an nlohmann::ordered_json: Node's JSON data
 // model, object keys kept in insertion order as JavaScript keeps them) plus
-// attachments: byte buffers that travel without a copy, and file descriptors.
+// attachments: byte buffers that travel without a copy, shared buffers, message
+// ports (between threads), and file descriptors (between processes).
 // Any type with nlohmann's to_json / from_json (for nlohmann::json or
 // ordered_json) converts to and from a message, so user types are sent and
 // received as themselves:
@@ -21,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include <concepts>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -29,6 +31,8 @@
 
 #include "crew/buffer.hpp"
 #include "crew/error.hpp"
+#include "crew/message_port.hpp"
+#include "crew/shared_buffer.hpp"
 
 namespace crew {
 
@@ -54,11 +58,14 @@ class message {
   message(T&& value) : value_(to_value(std::forward<T>(value))) {}  // NOLINT: implicit, like json's
 
   message(message&&) noexcept = default;
+  ~message();
   message& operator=(message&&) noexcept = default;
   message(const message&) = delete;
   message& operator=(const message&) = delete;
 
-  /// A deep copy, attachments included (descriptors are copied as numbers).
+  /// A deep copy: buffers are copied, shared buffers shared, descriptors copied
+  /// as numbers. Ports cannot be copied: a message with ports has none in its
+  /// clone.
   message clone() const;
 
   value_type& value() & noexcept { return value_; }
@@ -87,20 +94,32 @@ class message {
   }
 
   /// Byte attachments, in the order attached.
-  std::vector<buffer>& buffers() noexcept { return buffers_; }
-  const std::vector<buffer>& buffers() const noexcept { return buffers_; }
+  std::vector<buffer>& buffers() { return extra().buffers; }
+  const std::vector<buffer>& buffers() const noexcept { return extra_ ? extra_->buffers : none<buffer>(); }
 
   /// Appends a byte attachment (moved, not copied). Returns *this.
   message& attach(buffer bytes) {
-    buffers_.push_back(std::move(bytes));
+    buffers().push_back(std::move(bytes));
     return *this;
   }
+
+  /// Shared buffers that travel with the message between threads (shared, not
+  /// copied). To another process, send the buffer's fd() instead.
+  std::vector<shared_buffer>& shared_buffers() { return extra().shared_buffers; }
+  const std::vector<shared_buffer>& shared_buffers() const noexcept {
+    return extra_ ? extra_->shared_buffers : none<shared_buffer>();
+  }
+
+  /// Ports transferred with the message to another thread (Node's transferList):
+  /// the receiver takes them out and listens on them. They cannot cross processes.
+  std::vector<message_port>& ports() { return extra().ports; }
+  const std::vector<message_port>& ports() const noexcept { return extra_ ? extra_->ports : none<message_port>(); }
 
   /// File descriptors that travel with the message between processes (over an
   /// ipc_channel, as SCM_RIGHTS). The message does not own them: a sender keeps
   /// its own, a receiver gets new ones that it must close.
-  std::vector<int>& fds() noexcept { return fds_; }
-  const std::vector<int>& fds() const noexcept { return fds_; }
+  std::vector<int>& fds() { return extra().fds; }
+  const std::vector<int>& fds() const noexcept { return extra_ ? extra_->fds : none<int>(); }
 
   /// The value as compact JSON text, as Node's JSON.stringify writes it: no
   /// raw newline can appear, so a newline can frame it. Invalid UTF-8 in strings
@@ -133,9 +152,26 @@ class message {
       return nlohmann::json(value_).template get<T>();
   }
 
+  // Attachments are rare next to plain values: behind one pointer, a message
+  // is two words to move.
+  struct attachments {
+    std::vector<buffer> buffers;
+    std::vector<shared_buffer> shared_buffers;
+    std::vector<message_port> ports;
+    std::vector<int> fds;
+  };
+  attachments& extra() {
+    if (!extra_) extra_ = std::make_unique<attachments>();
+    return *extra_;
+  }
+  template <class T>
+  static const std::vector<T>& none() noexcept {
+    static const std::vector<T> empty;
+    return empty;
+  }
+
   value_type value_;
-  std::vector<buffer> buffers_;
-  std::vector<int> fds_;
+  std::unique_ptr<attachments> extra_;
 };
 
 }  // namespace crew

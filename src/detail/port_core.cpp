@@ -1,0 +1,158 @@
+#include "detail/port_core.hpp"
+
+namespace crew::detail {
+
+bool port_core::push(message& m) {
+  std::lock_guard lock(mutex);
+  if (closed) return false;
+  inbox.push_back(std::move(m));
+  // uv_async_send coalesces: a burst of posts wakes the listener once. A
+  // spinning listener polls the inbox and needs no wake-up at all.
+  if (listener && !spinning) listener->schedule();
+  return true;
+}
+
+std::error_code port_core::post(message m) {
+  std::shared_ptr<port_core> to;
+  {
+    std::lock_guard lock(mutex);
+    to = peer;
+  }
+  if (!to || !to->push(m)) return errc::closed_message_port;
+  return {};
+}
+
+void port_core::close() noexcept {
+  std::shared_ptr<port_core> other;
+  std::vector<message> dropped;  // destroyed after the lock: their ports close other cores
+  {
+    std::lock_guard lock(mutex);
+    if (closed) return;
+    closed = true;
+    other = std::move(peer);
+    dropped.swap(inbox);
+    head = 0;
+  }
+  if (other) other->peer_gone();
+}
+
+void port_core::peer_gone() noexcept {
+  std::lock_guard lock(mutex);
+  peer.reset();
+  peer_closed = true;
+  if (listener) listener->schedule();
+}
+
+std::optional<message> port_core::pop() {
+  std::lock_guard lock(mutex);
+  if (head == inbox.size()) return std::nullopt;
+  message m = std::move(inbox[head++]);
+  if (head == inbox.size()) {
+    inbox.clear();
+    head = 0;
+  }
+  return m;
+}
+
+void port_core::entangle(const std::shared_ptr<port_core>& a, const std::shared_ptr<port_core>& b) {
+  a->peer = b;
+  b->peer = a;
+}
+
+port_listener::port_listener(crew::loop& l, std::shared_ptr<port_core> c) : handle_state(l), core(std::move(c)) {
+  uv_async_init(l.native(), &async, [](uv_async_t* a) { static_cast<port_listener*>(a->data)->drain(); });
+}
+
+void port_listener::on_closing() noexcept {
+  {
+    std::lock_guard lock(core->mutex);
+    if (core->listener == this) core->listener = nullptr;
+    core->spinning = false;
+  }
+  if (spinner) uv_close(reinterpret_cast<uv_handle_t*>(spinner), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
+  spinner = nullptr;
+}
+
+void port_listener::update_ref() noexcept {
+  if (referenced && on_message)
+    uv_ref(uv());
+  else
+    uv_unref(uv());
+}
+
+void port_listener::drain() {
+  bool ended;
+  {
+    std::lock_guard lock(core->mutex);
+    if (on_message) {
+      batch.swap(core->inbox);
+      if (core->head > 0) batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(core->head));
+      core->head = 0;
+    }
+    ended = core->peer_closed && core->head == core->inbox.size();
+  }
+  std::size_t delivered = 0;
+  for (; delivered < batch.size() && on_message && !closing; ++delivered) {
+    // Moved out while it runs, so that it may replace itself or close the port.
+    message_port::message_callback running = std::move(on_message);
+    unsigned generation = message_callbacks;
+    loop.invoke(running, std::move(batch[delivered]));
+    if (generation == message_callbacks && !closing) on_message = std::move(running);
+  }
+  if (delivered < batch.size() && !closing) {
+    // Delivery stopped (the callback was cleared): what is left waits, first in line.
+    std::lock_guard lock(core->mutex);
+    core->inbox.insert(core->inbox.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(delivered)),
+                       std::make_move_iterator(batch.end()));
+    ended = false;
+  }
+  batch.clear();
+  if (closing) return;
+  if (delivered > 0) keep_spinning();
+  if (ended) {
+    {
+      std::lock_guard lock(core->mutex);
+      ended = core->head == core->inbox.size();  // nothing arrived since
+    }
+    if (!ended) return;
+    message_port::close_callback fn = std::move(on_close);
+    close();  // the channel is over: the port no longer keeps the loop alive
+    if (fn) loop.invoke(fn);
+  }
+}
+
+void port_listener::keep_spinning() noexcept {
+  if (spin.count() <= 0 || closing) return;
+  spin_until = uv_hrtime() + static_cast<uint64_t>(spin.count()) * 1000;
+  if (!spinner) {
+    spinner = new uv_idle_t;
+    uv_idle_init(loop.native(), spinner);
+    spinner->data = this;
+    uv_unref(reinterpret_cast<uv_handle_t*>(spinner));  // spinning never keeps the loop alive
+  }
+  if (uv_is_active(reinterpret_cast<uv_handle_t*>(spinner))) return;
+  {
+    std::lock_guard lock(core->mutex);
+    core->spinning = true;
+  }
+  uv_idle_start(spinner, [](uv_idle_t* idle) {
+    auto* self = static_cast<port_listener*>(idle->data);
+    if (uv_hrtime() > self->spin_until) return self->stop_spinning();
+    bool queued;
+    {
+      std::lock_guard lock(self->core->mutex);
+      queued = self->core->head != self->core->inbox.size() || self->core->peer_closed;
+    }
+    if (queued) self->drain();
+  });
+}
+
+void port_listener::stop_spinning() noexcept {
+  uv_idle_stop(spinner);
+  std::lock_guard lock(core->mutex);
+  core->spinning = false;
+  // Posts made while spinning sent no wake-up: if one is still queued, wake now.
+  if (core->head != core->inbox.size() || core->peer_closed) schedule();
+}
+
+}  // namespace crew::detail

@@ -1,0 +1,83 @@
+// The queue behind a message port or a broadcast channel, shared by the threads
+// that post to it, and the loop-side handle that listens on it.
+//
+// Invariants: every field of port_core is guarded by its mutex; a thread holds
+// at most one port_core mutex at a time (post takes the peer pointer under the
+// sender's lock, then pushes under the receiver's), so two ports posting to each
+// other cannot deadlock. A listener is touched by other threads only through
+// uv_async_send(), under the core's lock, and unregisters itself under that
+// lock before libuv frees it.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "crew/detail/handle.hpp"
+#include "crew/message.hpp"
+
+namespace crew::detail {
+
+struct port_listener;
+
+struct port_core {
+  /// Queues m for this port and wakes its listener. False, and m untouched, if
+  /// this port is closed. Any thread.
+  bool push(message& m);
+
+  /// Posts m to the entangled port. Any thread.
+  std::error_code post(message m);
+
+  /// Closes this side: drops its queue, tells the peer. Any thread; idempotent.
+  void close() noexcept;
+
+  /// The oldest queued message, if any.
+  std::optional<message> pop();
+
+  /// Entangles two new cores.
+  static void entangle(const std::shared_ptr<port_core>& a, const std::shared_ptr<port_core>& b);
+
+  std::mutex mutex;
+  std::vector<message> inbox;       // queued messages from `head` on
+  std::size_t head = 0;             // messages before it were taken by pop()
+  std::shared_ptr<port_core> peer;  // the entangled port; null once either side closed
+  port_listener* listener = nullptr;
+  bool spinning = false;     // the listener polls the inbox itself: no wake-up needed
+  bool closed = false;       // this side closed: pushes fail
+  bool peer_closed = false;  // the other side closed: the listener reports the end
+
+ private:
+  void peer_gone() noexcept;
+};
+
+/// The handle that delivers a port's messages on one loop.
+struct port_listener final : handle_state {
+  port_listener(crew::loop& l, std::shared_ptr<port_core> c);
+  uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&async); }
+  void on_closing() noexcept override;
+
+  /// Delivers what is queued, in order; then reports the end if the peer closed.
+  void drain();
+  /// Schedules a drain from the loop (never inside the caller).
+  void schedule() noexcept { uv_async_send(&async); }
+  /// Polls the inbox instead of sleeping for `spin` from now.
+  void keep_spinning() noexcept;
+  void stop_spinning() noexcept;
+  void update_ref() noexcept;
+
+  uv_async_t async;
+  uv_idle_t* spinner = nullptr;  // its own allocation, freed by its close callback
+  std::shared_ptr<port_core> core;
+  message_port::message_callback on_message;
+  message_port::error_callback on_messageerror;
+  message_port::close_callback on_close;
+  std::chrono::microseconds spin{50};
+  uint64_t spin_until = 0;  // uv_hrtime() deadline
+  unsigned message_callbacks = 0;  // counts on_message() calls: a callback replaced while it runs stays replaced
+  bool referenced = true;
+  std::vector<message> batch;  // reused between drains
+};
+
+}  // namespace crew::detail
