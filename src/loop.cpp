@@ -18,14 +18,23 @@ thread_local loop* current_loop = nullptr;
 [[maybe_unused]] const int channel_fd = detail::channel_fd_from_environment();
 thread_local std::unique_ptr<loop> implicit_loop;  // made by current() when a thread has none
 
+// Descriptor numbers are reused across threads: a loop made on one thread gets
+// the numbers (epoll, eventfd, signal pipe) that a loop destroyed on another
+// just freed. The kernel orders that, but libuv closes with a raw system call
+// that ThreadSanitizer does not see; making and closing loops under one mutex
+// shows it the order. Both sections are short and call no user code.
+std::mutex loop_descriptors;
+
 }  // namespace
 
 loop::loop() : thread_(std::this_thread::get_id()) {
+  std::unique_lock lock(loop_descriptors);
   if (int rc = uv_loop_init(&uv_)) throw std::system_error(uv_error(rc), "uv_loop_init");
   if (int rc = uv_async_init(&uv_, &async_, &loop::on_async)) {
     uv_loop_close(&uv_);
     throw std::system_error(uv_error(rc), "uv_async_init");
   }
+  lock.unlock();
   async_.data = this;
   // The wake-up handle alone must not keep run() going; keep_alive refs it.
   uv_unref(reinterpret_cast<uv_handle_t*>(&async_));
@@ -39,8 +48,11 @@ loop::~loop() {
   // which points at this loop. Foreign libuv handles are the user's to close.
   do uv_run(&uv_, UV_RUN_DEFAULT);
   while (uv_loop_alive(&uv_));
-  [[maybe_unused]] int rc = uv_loop_close(&uv_);
-  assert(rc == 0 && "a libuv handle not owned by crew is still open on a loop being destroyed");
+  {
+    std::lock_guard descriptors(loop_descriptors);
+    [[maybe_unused]] int rc = uv_loop_close(&uv_);
+    assert(rc == 0 && "a libuv handle not owned by crew is still open on a loop being destroyed");
+  }
   {
     std::lock_guard lock(posts_mutex_);
     draining_ = std::move(posts_);
