@@ -18,6 +18,7 @@ workloads=(
   "spawn (libuv's uv_spawn)|spawn --count 2000 --path libuv|bench/node/spawn.js --count 2000"
   "pipe|pipe --mib 1024|bench/node/pipe.js --mib 1024"
   "fork-ipc|fork-ipc --count 20000|bench/node/fork-ipc.js --count 20000"
+  "worker|worker --count 100000|bench/node/worker.js --count 100000"
 )
 
 # Runs a command RUNS times; prints `name median unit` per figure.
@@ -89,6 +90,10 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "  protocol: \`ipc_roundtrip\`, one small message there and back, 20,000 times in sequence;"
   echo "  \`ipc_one_way\`, 200,000 small objects parent to child until the child has counted them all;"
   echo "  \`ipc_roundtrip_nospin\`, crew's round trip with its default 50 us spin turned off on both sides."
+  echo "- **worker**: worker threads (Node: worker_threads). \`worker_startup\`, from constructing a worker to its"
+  echo "  online event, mean of 20; \`worker_roundtrip\`, a small object to a worker and back, 100,000 times in"
+  echo "  sequence (\`_nospin\`: crew with its default 50 us spin off); \`worker_one_way\`, 1,000,000 small"
+  echo "  objects ({i}) main to worker until the worker has counted them all."
 } > BENCHMARKS.md
 
 table

@@ -46,7 +46,7 @@ broadcast_channel::~broadcast_channel() { close(); }
 
 std::error_code broadcast_channel::post_message(const message& m) {
   if (!port_.core_) return errc::closed_message_port;
-  if (!m.ports().empty()) return errc::data_clone_error;
+  if (!m.ports().empty()) return errc::data_clone_error;  // m is const: no allocation
   std::vector<std::shared_ptr<detail::port_core>> receivers;
   {
     registry& r = registry::instance();

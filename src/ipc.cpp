@@ -111,8 +111,10 @@ void ipc_state::run_completions() {
 }
 
 bool ipc_state::send(message m, ipc_channel::error_callback done) {
-  if (!connected) {
-    completions.emplace_back(std::move(done), make_error_code(errc::ipc_channel_closed));
+  if (!connected || !std::as_const(m).ports().empty()) {
+    // Ports belong to threads of one process: they cannot cross to another.
+    errc why = connected ? errc::data_clone_error : errc::ipc_channel_closed;
+    completions.emplace_back(std::move(done), make_error_code(why));
     watch();
     return false;
   }
@@ -125,7 +127,7 @@ bool ipc_state::send(message m, ipc_channel::error_callback done) {
 }
 
 void ipc_state::enqueue(message m, ipc_channel::error_callback done) {
-  if (!m.fds().empty()) {
+  if (!std::as_const(m).fds().empty()) {
     outgoing item;
     item.done = std::move(done);
     item.fd = m.fds().front();
@@ -321,7 +323,7 @@ void ipc_state::write_internal(std::string text) {
 
 void ipc_state::deliver(message m) {
   if (!owner) {
-    for (int received : m.fds()) ::close(received);
+    for (int received : std::as_const(m).fds()) ::close(received);
     return;
   }
   if (!user) {

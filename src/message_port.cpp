@@ -11,6 +11,7 @@ message_port::message_port(std::shared_ptr<detail::port_core> core) noexcept : c
 message_port::message_port(message_port&& other) noexcept
     : handle_owner(std::move(other)),
       core_(std::move(other.core_)),
+      peer_(std::move(other.peer_)),
       spin_(other.spin_),
       referenced_(other.referenced_) {}
 
@@ -19,6 +20,7 @@ message_port& message_port::operator=(message_port&& other) noexcept {
     close();
     handle_owner::operator=(std::move(other));
     core_ = std::move(other.core_);
+    peer_ = std::move(other.peer_);
     spin_ = other.spin_;
     referenced_ = other.referenced_;
   }
@@ -51,6 +53,11 @@ void message_port::deliver_queued() {
 
 std::error_code message_port::post_message(message m) {
   if (!core_) return errc::closed_message_port;
+  if (!std::as_const(m).ports().empty()) return transfer_ports(m);
+  return deliver(std::move(m));
+}
+
+std::error_code message_port::transfer_ports(message& m) {
   for (message_port& port : m.ports()) {
     if (!port.core_) return errc::data_clone_error;  // a closed port cannot travel
     std::shared_ptr<detail::port_core> peer;
@@ -61,10 +68,19 @@ std::error_code message_port::post_message(message m) {
     if (port.core_ == core_ || port.core_ == peer) return errc::data_clone_error;  // Node: "contains source port"
     port.stop_listening();  // it will listen on the receiver's thread
   }
-  std::error_code ec = core_->post(std::move(m));
-  if (!ec)
-    if (auto* l = state_as<detail::port_listener>()) l->keep_spinning();  // an answer may follow soon
-  return ec;
+  return deliver(std::move(m));
+}
+
+std::error_code message_port::deliver(message m) {
+  // The peer never changes, so it is looked up once, not under a lock per post;
+  // a peer that closes refuses the push.
+  if (!peer_) {
+    std::lock_guard lock(core_->mutex);
+    peer_ = core_->peer;
+  }
+  if (!peer_ || !peer_->push(m)) return errc::closed_message_port;
+  if (auto* l = state_as<detail::port_listener>()) l->note_activity();  // an answer may follow soon
+  return {};
 }
 
 void message_port::on_message(message_callback fn) {
@@ -86,6 +102,7 @@ void message_port::on_close(close_callback fn) {
 
 void message_port::close() noexcept {
   handle_owner::close();
+  peer_.reset();
   if (auto core = std::move(core_)) core->close();
 }
 

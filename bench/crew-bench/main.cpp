@@ -54,6 +54,8 @@ constexpr workload workloads[] = {
     {"fork-ipc", crew::bench::fork_ipc,
      "fork-ipc [--count N]    messages with a forked child: ipc_roundtrip, ipc_one_way"},
     {"fork-ipc-child", crew::bench::fork_ipc_child, "fork-ipc-child          (the child of fork-ipc)"},
+    {"worker", crew::bench::worker_threads,
+     "worker [--count N]      worker threads: worker_startup, worker_roundtrip, worker_one_way"},
 };
 
 int usage() {

@@ -44,5 +44,6 @@ int spawn(const options& opts);       // sequential spawn and exit of /bin/true
 int pipe(const options& opts);        // reading a child's stdout
 int fork_ipc(const options& opts);    // messages with a forked child over IPC
 int fork_ipc_child(const options& opts);
+int worker_threads(const options& opts);  // workers: startup, round trip, one-way messages
 
 }  // namespace crew::bench

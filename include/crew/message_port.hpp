@@ -112,8 +112,11 @@ class message_port : private detail::handle_owner {
   detail::port_listener* listener();  // binds to the current loop on first use
   void stop_listening() noexcept;     // before the port moves to another thread
   void deliver_queued();              // what is queued, now (a worker's messages before its exit)
+  std::error_code transfer_ports(message& m);
+  std::error_code deliver(message m);
 
   std::shared_ptr<detail::port_core> core_;
+  std::shared_ptr<detail::port_core> peer_;  // core_'s peer, once looked up
   std::chrono::microseconds spin_{50};
   bool referenced_ = true;
 };

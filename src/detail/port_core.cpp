@@ -12,16 +12,6 @@ bool port_core::push(message& m) {
   return true;
 }
 
-std::error_code port_core::post(message m) {
-  std::shared_ptr<port_core> to;
-  {
-    std::lock_guard lock(mutex);
-    to = peer;
-  }
-  if (!to || !to->push(m)) return errc::closed_message_port;
-  return {};
-}
-
 void port_core::close() noexcept {
   std::shared_ptr<port_core> other;
   std::vector<message> dropped;  // destroyed after the lock: their ports close other cores
@@ -137,13 +127,13 @@ void port_listener::keep_spinning() noexcept {
   }
   uv_idle_start(spinner, [](uv_idle_t* idle) {
     auto* self = static_cast<port_listener*>(idle->data);
-    if (uv_hrtime() > self->spin_until) return self->stop_spinning();
-    bool queued;
-    {
-      std::lock_guard lock(self->core->mutex);
-      queued = self->core->head != self->core->inbox.size() || self->core->peer_closed;
+    uint64_t now = uv_hrtime();
+    if (self->active) {
+      self->active = false;
+      self->spin_until = now + static_cast<uint64_t>(self->spin.count()) * 1000;
     }
-    if (queued) self->drain();
+    if (now > self->spin_until) return self->stop_spinning();
+    self->drain();  // one lock, as cheap as looking first
   });
 }
 

@@ -2,8 +2,8 @@
 // that post to it, and the loop-side handle that listens on it.
 //
 // Invariants: every field of port_core is guarded by its mutex; a thread holds
-// at most one port_core mutex at a time (post takes the peer pointer under the
-// sender's lock, then pushes under the receiver's), so two ports posting to each
+// at most one port_core mutex at a time (a sender reads its peer pointer under
+// its own lock, then pushes under the receiver's), so two ports posting to each
 // other cannot deadlock. A listener is touched by other threads only through
 // uv_async_send(), under the core's lock, and unregisters itself under that
 // lock before libuv frees it.
@@ -26,9 +26,6 @@ struct port_core {
   /// Queues m for this port and wakes its listener. False, and m untouched, if
   /// this port is closed. Any thread.
   bool push(message& m);
-
-  /// Posts m to the entangled port. Any thread.
-  std::error_code post(message m);
 
   /// Closes this side: drops its queue, tells the peer. Any thread; idempotent.
   void close() noexcept;
@@ -64,6 +61,13 @@ struct port_listener final : handle_state {
   void schedule() noexcept { uv_async_send(&async); }
   /// Polls the inbox instead of sleeping for `spin` from now.
   void keep_spinning() noexcept;
+  /// Like keep_spinning(), cheaper while already spinning (no clock read): for each post.
+  void note_activity() noexcept {
+    if (spinner && uv_is_active(reinterpret_cast<uv_handle_t*>(spinner)))
+      active = true;
+    else
+      keep_spinning();
+  }
   void stop_spinning() noexcept;
   void update_ref() noexcept;
 
@@ -75,6 +79,7 @@ struct port_listener final : handle_state {
   message_port::close_callback on_close;
   std::chrono::microseconds spin{50};
   uint64_t spin_until = 0;  // uv_hrtime() deadline
+  bool active = false;      // a post since the spinner last looked: push the deadline back
   unsigned message_callbacks = 0;  // counts on_message() calls: a callback replaced while it runs stays replaced
   bool referenced = true;
   std::vector<message> batch;  // reused between drains
