@@ -64,7 +64,13 @@ int fork_ipc(const options& opts) {
       // Then the one-way burst: announce it, send it, wait for the child's count.
       child.send(json{{"expect", one_way}});
       start = clock::now();
-      for (long i = 0; i < one_way; ++i) child.send(json{{"i", i}, {"name", "item"}, {"ok", true}});
+      for (long i = 0; i < one_way; ++i) {
+        json item;  // Node's {i, name: 'item', ok: true}; operator[] builds it twice as fast as an initializer list
+        item["i"] = i;
+        item["name"] = "item";
+        item["ok"] = true;
+        child.send(std::move(item));
+      }
     } else if (m.value().contains("got")) {
       report("ipc_roundtrip", roundtrip_us, "us");
       report("ipc_one_way", one_way / seconds_since(start), "msg_per_s");

@@ -130,3 +130,24 @@ TEST(message, a_default_message_is_null) {
 }
 
 }  // namespace
+
+// Small texts take simdjson's path, large ones nlohmann's: both must read JSON
+// as JSON.parse does.
+TEST(message, small_and_large_texts_parse_alike_as_json_parse_does) {
+  std::string padding(70 * 1024, ' ');  // past the fast path's limit
+  for (std::string_view text : {R"({"a":1,"b":2,"a":3})", R"([100000000000000000000,-0.5,18446744073709551615,-9223372036854775808])",
+                                R"({"s":"\u00e9\ud83d\ude00\u2028","n":null,"t":true,"e":[],"o":{}})"}) {
+    auto small = crew::message::parse(text);
+    auto large = crew::message::parse(std::string(text) + padding);
+    ASSERT_TRUE(small && large) << text;
+    EXPECT_EQ(small->to_string(), large->to_string()) << text;
+    EXPECT_EQ(small->value(), large->value()) << text;
+  }
+  auto repeated = crew::message::parse(R"({"a":1,"b":2,"a":3})");
+  EXPECT_EQ(repeated->to_string(), R"({"a":3,"b":2})");  // first place, last value
+  auto big = crew::message::parse("[100000000000000000000]");
+  EXPECT_TRUE(big->value()[0].is_number_float());
+  for (std::string_view bad : {R"("\ud800")", "[1,]", "{\"a\":1", "\"\xff\""}) {
+    EXPECT_EQ(crew::message::parse(bad).error(), crew::errc::invalid_message) << bad;
+  }
+}
