@@ -92,6 +92,10 @@ void message_port::on_message(message_callback fn) {
   }
 }
 
+void message_port::report_messageerror(std::error_code error) {
+  if (auto* l = state_as<detail::port_listener>()) detail::report_messageerror(l, error);
+}
+
 void message_port::on_messageerror(error_callback fn) {
   if (auto* l = listener()) l->on_messageerror = std::move(fn);
 }

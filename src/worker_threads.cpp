@@ -72,6 +72,7 @@ struct worker_state final : handle_state {
   void emit_online();
   void request_stop() noexcept;
   void join() noexcept;
+  void report_messageerror(std::error_code error) { port.report_messageerror(error); }
 
   uv_async_t async;
   std::shared_ptr<worker_shared> shared;
@@ -245,14 +246,11 @@ worker::worker(entry_function entry, worker_options options, loop& l, int) : loo
 
 worker::~worker() = default;
 
-message_port* worker::port() noexcept {
-  auto* s = state_as<detail::worker_state>();
-  return s ? &s->port : nullptr;
-}
+detail::worker_state* worker::state() noexcept { return state_as<detail::worker_state>(); }
 
 std::error_code worker::post_message(message m) {
-  message_port* p = port();
-  return p ? p->post_message(std::move(m)) : make_error_code(errc::closed_message_port);
+  auto* s = state_as<detail::worker_state>();
+  return s ? s->port.post_message(std::move(m)) : make_error_code(errc::closed_message_port);
 }
 
 void worker::on_online(detail::unique_function<void()> fn) {
@@ -295,6 +293,10 @@ void worker::terminate(detail::unique_function<void(int)> done) {
   s->request_stop();
   s->port.close();
 }
+
+namespace detail {
+void report_worker_messageerror(worker_state* state, std::error_code error) { state->report_messageerror(error); }
+}  // namespace detail
 
 bool is_main_thread() noexcept { return detail::current == nullptr; }
 

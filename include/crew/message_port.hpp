@@ -113,6 +113,7 @@ class message_port : private detail::handle_owner {
   void stop_listening() noexcept;     // before the port moves to another thread
   void deliver_queued();              // what is queued, now (a worker's messages before its exit)
   std::error_code transfer_ports(message& m);
+  void report_messageerror(std::error_code error);
   std::error_code deliver(message m);
 
   std::shared_ptr<detail::port_core> core_;

@@ -40,6 +40,7 @@ namespace crew {
 
 namespace detail {
 struct worker_state;
+void report_worker_messageerror(worker_state* state, std::error_code error);
 }
 
 /// Options of a worker.
@@ -92,7 +93,11 @@ class worker : public detail::handle_owner {
   template <class T, class F>
     requires std::is_invocable_v<F&, T>
   void on_message(F fn) {
-    if (message_port* p = port()) p->on_message<T>(std::move(fn));
+    on_message([state = state(), fn = std::move(fn)](message m) mutable {
+      auto value = m.template try_get<T>();
+      if (!value) return detail::report_worker_messageerror(state, value.error());
+      fn(std::move(value).value());
+    });
   }
   void on_messageerror(message_port::error_callback fn);
   void on_error(detail::unique_function<void(worker_error_event)> fn);
@@ -109,7 +114,7 @@ class worker : public detail::handle_owner {
 
  private:
   worker(entry_function entry, worker_options options, loop& l, int);
-  message_port* port() noexcept;
+  detail::worker_state* state() noexcept;
 
   template <class F>
   static entry_function wrap(F entry) {

@@ -104,6 +104,22 @@ TEST(worker, an_exception_from_a_callback_in_the_worker_is_an_error_event_too) {
   EXPECT_EQ(code, 1);
 }
 
+TEST(worker, a_typed_listener_reports_what_does_not_convert_as_messageerror) {
+  crew::loop loop;
+  worker w([] {
+    EXPECT_FALSE(crew::parent_port()->post_message("not a number"));
+    EXPECT_FALSE(crew::parent_port()->post_message(42));
+  });
+  std::vector<int> numbers;
+  std::vector<std::error_code> errors;
+  w.on_message<int>([&](int n) { numbers.push_back(n); });
+  w.on_messageerror([&](std::error_code ec) { errors.push_back(ec); });
+  crew::test::run_within(loop);
+  EXPECT_EQ(numbers, (std::vector<int>{42}));
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0], crew::errc::invalid_message);
+}
+
 TEST(worker, a_listening_worker_answers_until_terminated) {
   crew::loop loop;
   worker w([] {
