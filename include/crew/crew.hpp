@@ -5,6 +5,7 @@
 #include "crew/buffer.hpp"
 #include "crew/child_process.hpp"
 #include "crew/error.hpp"
+#include "crew/http.hpp"
 #include "crew/ipc.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
