@@ -16,6 +16,12 @@ examples=(
   "spawn-ping|spawn('ping', ['-c', '3', '127.0.0.1']): a long-running child streamed line by line"
   "fork-parent|fork('child'): messages both ways with a C++ child over Node's IPC protocol"
   "process-reuse|the seeds' ProcessManager: one long-running child serves ten requests"
+  "worker-sum|a worker thread sums to 1e9 while the main loop stays free"
+  "worker-fib|three workers compute fibonacci of their worker data in parallel"
+  "worker-same-file|one function is both the main thread and the worker (is_main_thread)"
+  "worker-timeout|a worker stopped cooperatively when its deadline passes"
+  "shared-buffer|workers add to one shared counter with atomics after a wait/notify starting gun"
+  "shared-counter|four processes add to one counter in shared memory (a memfd sent over IPC)"
 )
 
 status=0
