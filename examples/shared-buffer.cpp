@@ -8,24 +8,14 @@
 //   shared-buffer [--workers N] [--iters M]       (defaults: 4, 1000000)
 #include <crew/crew.hpp>
 
+#include "command_line.hpp"
+
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <vector>
 
-namespace {
-
-long option(int argc, char** argv, const char* name, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atol(argv[i + 1]);
-  return fallback;
-}
-
-}  // namespace
-
 int main(int argc, char** argv) {
-  long worker_count = option(argc, argv, "--workers", 4);
-  long iterations = option(argc, argv, "--iters", 1'000'000);
+  long worker_count = examples::option(argc, argv, "--workers", 4);
+  long iterations = examples::option(argc, argv, "--iters", 1'000'000);
 
   crew::shared_buffer memory(2 * sizeof(std::int32_t));
   crew::atomic_view<std::int32_t> cells(memory);  // [0] counter, [1] starting gun

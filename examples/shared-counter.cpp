@@ -7,19 +7,14 @@
 //   shared-counter [--procs P] [--iters M]        (defaults: 4, 1000000)
 #include <crew/crew.hpp>
 
+#include "command_line.hpp"
+
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
 
 namespace {
-
-long option(int argc, char** argv, const char* name, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atol(argv[i + 1]);
-  return fallback;
-}
 
 // In a child: wait for the buffer, count, report, leave.
 int child() {
@@ -46,8 +41,8 @@ int child() {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "child") == 0) return child();
-  long procs = option(argc, argv, "--procs", 4);
-  long iterations = option(argc, argv, "--iters", 1'000'000);
+  long procs = examples::option(argc, argv, "--procs", 4);
+  long iterations = examples::option(argc, argv, "--iters", 1'000'000);
 
   crew::shared_buffer memory(sizeof(std::int64_t));
   crew::atomic_view<std::int64_t> count(memory);

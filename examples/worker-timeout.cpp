@@ -9,10 +9,10 @@
 // Prints either the count, if the worker finished in time, or how far it got.
 #include <crew/crew.hpp>
 
+#include "command_line.hpp"
+
 #include <atomic>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 namespace {
@@ -24,17 +24,11 @@ bool is_prime(long n) {
   return true;
 }
 
-long option(int argc, char** argv, const char* name, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atol(argv[i + 1]);
-  return fallback;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
-  long deadline_ms = option(argc, argv, "--ms", 200);
-  long limit = option(argc, argv, "--limit", 50'000'000);
+  long deadline_ms = examples::option(argc, argv, "--ms", 200);
+  long limit = examples::option(argc, argv, "--limit", 50'000'000);
   std::atomic<long> reached{0};  // how far the worker got, for the report
 
   crew::worker worker(
