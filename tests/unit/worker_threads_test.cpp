@@ -292,13 +292,6 @@ TEST(worker, has_the_environment_it_is_given) {
 }
 
 TEST(worker, passes_its_environment_to_the_processes_it_spawns) {
-#if defined(__SANITIZE_THREAD__)
-  // After a worker thread has spawned (crew's CLONE_VM child), ThreadSanitizer
-  // reports the thread's later accesses as racing with the main thread after
-  // it joined it; the same code on a std::thread reports nothing. Not yet
-  // understood; the test runs in the other builds.
-  GTEST_SKIP() << "spawning from a worker confuses ThreadSanitizer";
-#endif
   crew::loop loop;
   std::string child_saw;
   worker w([&] { child_saw = crew::exec_sync("printf %s \"$CREW_WORKER_ONLY\""); },
