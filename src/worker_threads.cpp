@@ -83,7 +83,6 @@ struct worker_state final : handle_state {
   std::vector<unique_function<void(int)>> terminated;  // terminate()'s callbacks
   bool online_emitted = false;
   bool joined = false;
-  int exit_code = 0;
 };
 
 void worker_state::emit_online() {
@@ -120,12 +119,11 @@ void worker_state::on_event() {
   port.deliver_queued();
   port.close();
   if (closing) return;
-  exit_code = shared->exit_code;
-  if (owner) static_cast<worker*>(owner)->exit_code_ = exit_code;
+  int code = shared->exit_code;  // the thread has finished: no lock needed
+  if (owner) static_cast<worker*>(owner)->exit_code_ = code;
   if (shared->error && on_error) loop.invoke(on_error, worker_error_event{shared->error, shared->error_message});
   auto exit_fn = std::move(on_exit);
   auto done = std::move(terminated);
-  int code = exit_code;
   close();  // the worker no longer keeps the loop alive; no callback after this
   if (exit_fn) loop.invoke(exit_fn, code);
   for (auto& fn : done) loop.invoke(fn, code);

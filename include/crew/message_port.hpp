@@ -104,7 +104,6 @@ class message_port : private detail::handle_owner {
  private:
   friend class message_channel;
   friend class broadcast_channel;
-  friend class worker;
   friend struct detail::worker_state;
   friend std::optional<message> receive_message_on_port(message_port& port);
 
