@@ -359,6 +359,7 @@ void connection::flush() {
     std::vector<std::string> pieces;
     bool close_after = false;
   };
+  if (queue.empty() || !queue.front()->sent) return;  // the answer first in line is not ready
   auto* w = new write_request;
   while (!queue.empty() && queue.front()->sent) {
     exchange& e = *queue.front();
@@ -370,7 +371,6 @@ void connection::flush() {
     ++server->served;
     if (w->close_after) break;
   }
-  if (w->pieces.empty()) return delete w;
   std::vector<uv_buf_t> bufs;
   bufs.reserve(w->pieces.size());
   for (std::string& piece : w->pieces) bufs.push_back(uv_buf_init(piece.data(), static_cast<unsigned>(piece.size())));
