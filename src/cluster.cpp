@@ -129,7 +129,7 @@ struct primary::listener {
   int fd = -1;  // listening (shared, round robin) or only bound (reuseport, to hold the port)
   int port = 0;
   std::string key;
-  std::vector<int> workers;  // round robin: the workers serving it, in turn
+  std::vector<int> workers;  // the workers serving it (round robin: in turn)
   std::size_t next = 0;
   uv_poll_t* poll = nullptr;  // round robin: readable when a connection waits
   primary* owner = nullptr;
@@ -188,6 +188,11 @@ worker_process& primary::fork(environment extra_env) {
     std::unique_ptr<worker_process> gone = std::move(it->second);
     workers_.erase(it);
     gone->dead_ = true;
+    // A port no worker serves any more is released, as Node's primary does.
+    for (auto l = listeners_.begin(); l != listeners_.end();) {
+      std::erase(l->second->workers, id);
+      l = l->second->workers.empty() ? listeners_.erase(l) : std::next(l);
+    }
     if (on_exit_) on_exit_(*gone, status);
     // `gone` dies here: its process handle closes after its exit was reported.
   });
@@ -245,10 +250,10 @@ void primary::query_server(worker_process& w, const json& request) {
   }
   listener& l = *it->second;
   reply["port"] = l.port;
+  l.workers.push_back(w.id());
   switch (l.kind) {
     case policy::round_robin:
       reply["policy"] = "round_robin";
-      l.workers.push_back(w.id());
       w.process_.channel().send(std::move(reply));
       break;
     case policy::shared: {
