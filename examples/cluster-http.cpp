@@ -28,15 +28,18 @@ int main(int argc, char** argv) {
                  : std::strcmp(argv[i + 1], "reuseport") == 0 ? crew::cluster::policy::reuseport
                                                                : crew::cluster::policy::round_robin;
     std::vector<std::string> args(argv + 1, argv + argc);
-    crew::cluster::primary primary({.args = args, .scheduling = policy});
+    crew::cluster::primary primary({.args = args, .scheduling = policy, .restart = {.enabled = true}});
     std::printf("Primary %d is running\n", getpid());
     primary.on_listening([](crew::cluster::worker_process& w, int p) {
       std::printf("worker %d (pid %d) listening on %d\n", w.id(), w.pid(), p);
       std::fflush(stdout);
     });
-    primary.on_exit([&](crew::cluster::worker_process& w, crew::exit_status) {
+    primary.on_exit([](crew::cluster::worker_process& w, crew::exit_status) {
       std::printf("worker %d died; starting another\n", w.pid());
-      primary.fork();
+    });
+    primary.on_crash_loop([] {
+      std::fprintf(stderr, "workers keep crashing: no more restarts\n");
+      crew::loop::current().stop();
     });
     for (long i = 0; i < workers; ++i) primary.fork();
     crew::loop::current().run();

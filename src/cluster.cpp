@@ -29,6 +29,7 @@ json control(std::string act) { return json{{"cmd", "NODE_CLUSTER"}, {"act", std
 
 // A TCP socket bound to host:port (listening unless `listen_backlog` is 0).
 result<int> bound_socket(const std::string& host, int port, bool reuse_port, int listen_backlog) {
+  if (port < 0 || port > 65535) return uv_error(UV_EINVAL);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uv_error(-errno);
   int on = 1;
@@ -193,13 +194,36 @@ worker_process& primary::fork(environment extra_env) {
       std::erase(l->second->workers, id);
       l = l->second->workers.empty() ? listeners_.erase(l) : std::next(l);
     }
+    bool expected = gone->exited_after_disconnect_;
+    auto lived = std::chrono::steady_clock::now() - gone->started_;
     if (on_exit_) on_exit_(*gone, status);
+    if (!expected && settings_.restart.enabled) schedule_restart(lived);
     // `gone` dies here: its process handle closes after its exit was reported.
   });
   if (on_fork_) loop_.post([this, id] {
     if (auto it = workers_.find(id); it != workers_.end() && on_fork_) on_fork_(*it->second);
   });
   return w;
+}
+
+void primary::schedule_restart(std::chrono::steady_clock::duration lived) {
+  const restart_policy& r = settings_.restart;
+  if (lived >= r.stable_after) crashes_in_a_row_ = 0;
+  if (++crashes_in_a_row_ > r.max_restarts) {
+    if (crashes_in_a_row_ == r.max_restarts + 1 && on_crash_loop_) on_crash_loop_();
+    return;
+  }
+  // 100 ms, 200 ms, 400 ms... up to max_delay.
+  auto delay = r.first_delay;
+  for (int i = 1; i < crashes_in_a_row_ && delay < r.max_delay; ++i) delay *= 2;
+  delay = std::min(delay, r.max_delay);
+  auto t = std::make_unique<timer>(loop_);
+  timer* raw = t.get();
+  restarts_.push_back(std::move(t));
+  raw->start(delay, {}, [this, raw] {
+    fork();
+    std::erase_if(restarts_, [raw](const auto& p) { return p.get() == raw; });  // this timer: safe from its own callback
+  });
 }
 
 void primary::handle_internal(worker_process& w, message m) {

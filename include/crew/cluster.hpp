@@ -17,6 +17,7 @@
 // listening policies; supervision, tests and benchmarks are still to come.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -28,6 +29,7 @@
 #include "crew/http.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
+#include "crew/timer.hpp"
 
 namespace crew::cluster {
 
@@ -38,12 +40,22 @@ enum class policy {
   reuseport,    ///< each worker binds its own SO_REUSEPORT socket (nginx-style; beyond Node)
 };
 
+/// Restarting workers that exit unexpectedly (PM2's job; Node leaves it to you).
+struct restart_policy {
+  bool enabled = false;                          ///< default: false (Node's behaviour)
+  std::chrono::milliseconds first_delay{100};    ///< before the first restart; doubles each time; default 100 ms
+  std::chrono::milliseconds max_delay{10'000};   ///< the doubling stops here; default 10 s
+  std::chrono::milliseconds stable_after{30'000};  ///< a worker that lived this long resets the delay; default 30 s
+  int max_restarts = 10;  ///< restarts in a row (none stable) after which the primary gives up; default 10
+};
+
 /// Node's cluster settings.
 struct settings {
   std::string exec = "/proc/self/exe";  ///< the worker program; default: this one
   std::vector<std::string> args;        ///< its arguments; default: none
   bool silent = false;                  ///< pipe the workers' stdio instead of inheriting it; default: false
-  policy scheduling = policy::round_robin;
+  policy scheduling = policy::round_robin;  ///< default: round_robin (Node's)
+  restart_policy restart;                ///< default: no restart
 };
 
 /// Whether this process is a worker (NODE_UNIQUE_ID in its environment at start).
@@ -63,6 +75,8 @@ class worker_process {
   bool is_dead() const noexcept { return dead_; }
   bool is_connected() noexcept { return process_.channel().connected(); }
   bool exited_after_disconnect() const noexcept { return exited_after_disconnect_; }
+  /// When it was started.
+  std::chrono::steady_clock::time_point started() const noexcept { return started_; }
 
  private:
   friend class primary;
@@ -71,6 +85,7 @@ class worker_process {
   child_process process_;
   bool dead_ = false;
   bool exited_after_disconnect_ = false;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
 };
 
 /// The primary: forks workers and serves their listen requests.
@@ -92,6 +107,9 @@ class primary {
   void on_disconnect(worker_event fn) { on_disconnect_ = std::move(fn); }
   void on_exit(detail::unique_function<void(worker_process&, exit_status)> fn) { on_exit_ = std::move(fn); }
 
+  /// Called when the restart policy gives up after max_restarts crashes in a row.
+  void on_crash_loop(detail::unique_function<void()> fn) { on_crash_loop_ = std::move(fn); }
+
   /// The live workers by id.
   const std::map<int, std::unique_ptr<worker_process>>& workers() const noexcept { return workers_; }
 
@@ -109,6 +127,11 @@ class primary {
   detail::unique_function<void(worker_process&, int)> on_listening_;
   detail::unique_function<void(worker_process&, message)> on_message_;
   detail::unique_function<void(worker_process&, exit_status)> on_exit_;
+  detail::unique_function<void()> on_crash_loop_;
+  // Supervision: crashes in a row and the pending restart timers.
+  int crashes_in_a_row_ = 0;
+  std::vector<std::unique_ptr<timer>> restarts_;
+  void schedule_restart(std::chrono::steady_clock::duration lived);
 };
 
 /// In a worker: makes `server` listen on host:port through the primary, with

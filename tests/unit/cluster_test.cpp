@@ -116,4 +116,42 @@ TEST(cluster, a_worker_reports_online_and_its_exit) {
   EXPECT_TRUE(p.workers().empty());
 }
 
+TEST(cluster, a_killed_worker_is_replaced_and_a_crash_loop_stops) {
+  crew::loop loop;
+  // A worker that cannot listen exits at once: a crash loop.
+  bool gave_up = false;
+  int exits = 0;
+  {
+    primary p({.exec = CREW_FIXTURE,
+               .args = {"cluster-http", "70000"},  // no such port: EINVAL
+               .scheduling = policy::reuseport,
+               .restart = {.enabled = true, .first_delay = 1ms, .max_delay = 4ms, .max_restarts = 5}},
+              loop);
+    p.on_exit([&](worker_process&, crew::exit_status) { ++exits; });
+    p.on_crash_loop([&] {
+      gave_up = true;
+      loop.stop();
+    });
+    p.fork();
+    crew::test::run_within(loop, 30s);
+  }
+  EXPECT_TRUE(gave_up);
+  EXPECT_EQ(exits, 6);  // the first worker and five restarts
+
+  // A healthy worker killed with SIGKILL is replaced.
+  crew::loop again;
+  primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .restart = {.enabled = true}}, again);
+  std::vector<int> listened;
+  p.on_listening([&](worker_process& w, int) {
+    listened.push_back(w.pid());
+    if (listened.size() == 1) w.kill(SIGKILL);
+    else
+      for (auto& [id, each] : p.workers()) each->disconnect();
+  });
+  p.fork();
+  crew::test::run_within(again, 30s);
+  ASSERT_EQ(listened.size(), 2u);
+  EXPECT_NE(listened[0], listened[1]);
+}
+
 }  // namespace
