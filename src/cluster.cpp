@@ -68,15 +68,21 @@ struct worker_side {
   bool hooked = false;
 
   static worker_side& get() {
-    static worker_side side;
-    return side;
+    static worker_side* side = new worker_side;  // never destroyed: it refers to the loop, which may go first
+    return *side;
   }
 
   void hook(ipc_channel& channel) {
     if (hooked) return;
     hooked = true;
-    // The primary is gone: a worker has nothing left to serve for (Node: process.exit(0)).
-    channel.on_disconnect([] { std::exit(0); });
+    // The primary is gone: a worker has nothing left to serve for (Node exits
+    // with 0). Its loop stops, so main() carries on after run() and returns.
+    channel.on_disconnect([this] {
+      servers.clear();
+      round_robin.clear();
+      awaiting.clear();
+      loop::current().stop();
+    });
     channel.on_internal_message([this, &channel](message m) {
       const json& v = m.value();
       if (v.value("cmd", "") != "NODE_CLUSTER") return;
