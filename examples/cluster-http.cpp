@@ -4,7 +4,8 @@
 // workers on the same port through the primary (--policy round_robin |
 // shared | reuseport).
 //
-// WORK IN PROGRESS (branch cluster-wip): SIGTERM drain and SIGHUP reload to come.
+// Dead workers are restarted with backoff. Not yet: SIGTERM drain and SIGHUP
+// rolling reload (docs/cluster.md).
 #include <crew/cluster.hpp>
 #include <crew/crew.hpp>
 

@@ -13,8 +13,9 @@
 //     crew::loop::current().run();
 //   }
 //
-// WORK IN PROGRESS (branch cluster-wip): the primary, its workers and the three
-// listening policies; supervision, tests and benchmarks are still to come.
+// Built so far: the primary, its workers, Node's NODE_CLUSTER messages, the
+// three listening policies and restarts with backoff. Not yet: graceful
+// shutdown and rolling reload (docs/cluster.md).
 #pragma once
 
 #include <chrono>
