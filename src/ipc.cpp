@@ -288,6 +288,9 @@ void ipc_state::handle_line(std::string_view line) {
     message inner(m.value().contains("msg") ? std::move(m.value()["msg"]) : message::value_type());
     inner.fds().push_back(received_fds.front());
     received_fds.pop_front();
+    // A handle may carry an internal message too (Node's cluster sends its
+    // listening sockets and connections that way).
+    if (is_internal(inner.value()) && internal) return loop.invoke(internal, std::move(inner));
     return deliver(std::move(inner));
   }
   if (cmd == "NODE_HANDLE_ACK") return acknowledged();

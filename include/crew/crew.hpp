@@ -4,6 +4,7 @@
 #include "crew/broadcast_channel.hpp"
 #include "crew/buffer.hpp"
 #include "crew/child_process.hpp"
+#include "crew/cluster.hpp"
 #include "crew/error.hpp"
 #include "crew/http.hpp"
 #include "crew/ipc.hpp"

@@ -1,0 +1,60 @@
+// cluster-http: the seeds' cluster example. The primary forks one worker per
+// core (or --workers N) and replaces any that dies; each worker answers every
+// request with "hello from worker <pid>" on --port P (default 8000), all
+// workers on the same port through the primary (--policy round_robin |
+// shared | reuseport).
+//
+// Dead workers are restarted with backoff. Not yet: SIGTERM drain and SIGHUP
+// rolling reload (docs/cluster.md).
+#include <crew/cluster.hpp>
+#include <crew/crew.hpp>
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+
+#include "command_line.hpp"
+
+int main(int argc, char** argv) {
+  int port = static_cast<int>(examples::option(argc, argv, "--port", 8000));
+  if (crew::cluster::is_primary()) {
+    long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()));
+    crew::cluster::policy policy = crew::cluster::policy::round_robin;
+    for (int i = 1; i + 1 < argc; ++i)
+      if (std::strcmp(argv[i], "--policy") == 0)
+        policy = std::strcmp(argv[i + 1], "shared") == 0      ? crew::cluster::policy::shared
+                 : std::strcmp(argv[i + 1], "reuseport") == 0 ? crew::cluster::policy::reuseport
+                                                               : crew::cluster::policy::round_robin;
+    std::vector<std::string> args(argv + 1, argv + argc);
+    crew::cluster::primary primary({.args = args, .scheduling = policy, .restart = {.enabled = true}});
+    std::printf("Primary %d is running\n", getpid());
+    primary.on_listening([](crew::cluster::worker_process& w, int p) {
+      std::printf("worker %d (pid %d) listening on %d\n", w.id(), w.pid(), p);
+      std::fflush(stdout);
+    });
+    primary.on_exit([](crew::cluster::worker_process& w, crew::exit_status) {
+      std::printf("worker %d died; starting another\n", w.pid());
+    });
+    primary.on_crash_loop([] {
+      std::fprintf(stderr, "workers keep crashing: no more restarts\n");
+      crew::loop::current().stop();
+    });
+    for (long i = 0; i < workers; ++i) primary.fork();
+    crew::loop::current().run();
+    return 0;
+  }
+  std::string hello = "hello from worker " + std::to_string(getpid()) + "\n";
+  crew::http::router routes;
+  routes.get("/", [&](crew::http::request&, crew::http::response& res) { res.send(hello); });
+  crew::http::server server(std::move(routes));
+  crew::cluster::listen(server, port, [](crew::result<int> bound) {
+    if (!bound) {
+      std::fprintf(stderr, "listen: %s\n", crew::error_name(bound.error()).c_str());
+      std::exit(1);
+    }
+  });
+  crew::loop::current().run();
+}
