@@ -1,49 +1,33 @@
-#include "crew/cluster.hpp"
-
+// The worker's side of the cluster (the primary's is in cluster_primary.cpp).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <climits>
+#include <csignal>
 #include <cstdlib>
 
+#include "crew/cluster.hpp"
 #include "crew/ipc.hpp"
+#include "detail/cluster_wire.hpp"
 
 namespace crew::cluster {
-namespace {
+namespace wire {
 
-using json = message::value_type;
-
-// NODE_UNIQUE_ID, read and removed from the environment before main(), as
-// Node's worker bootstrap does, so the worker's own children do not inherit it.
-int read_unique_id() {
-  const char* id = std::getenv("NODE_UNIQUE_ID");
-  if (!id) return 0;
-  int value = std::atoi(id);
-  unsetenv("NODE_UNIQUE_ID");
-  return value;
-}
-const int unique_id = read_unique_id();
-
-json control(std::string act) { return json{{"cmd", "NODE_CLUSTER"}, {"act", std::move(act)}}; }
-
-// A TCP socket bound to host:port (listening unless `listen_backlog` is 0).
-result<int> bound_socket(const std::string& host, int port, bool reuse_port, int listen_backlog) {
+result<int> bound_socket(const std::string& host, int port, bool reuse_port, int backlog) {
   if (port < 0 || port > 65535) return uv_error(UV_EINVAL);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(port));
+  if (inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1) return uv_error(UV_EINVAL);
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return uv_error(-errno);
   int on = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on);
   if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  if (inet_pton(AF_INET, host.c_str(), &address.sin_addr) != 1) {
-    ::close(fd);
-    return uv_error(UV_EINVAL);
-  }
   if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0 ||
-      (listen_backlog > 0 && ::listen(fd, listen_backlog) != 0)) {
+      (backlog > 0 && ::listen(fd, backlog) != 0)) {
     int error = errno;
     ::close(fd);
     return uv_error(-error);
@@ -58,32 +42,81 @@ int port_of(int fd) {
   return ntohs(address.sin_port);
 }
 
-// Worker side: the servers listening through the primary, by key, and the
-// answers awaited, by sequence number.
+}  // namespace wire
+
+namespace {
+
+using json = message::value_type;
+using wire::control;
+
+// NODE_UNIQUE_ID, read and removed from the environment before main(), as
+// Node's worker bootstrap does, so the worker's own children do not inherit it.
+int read_unique_id() {
+  const char* id = std::getenv("NODE_UNIQUE_ID");
+  if (!id) return 0;
+  int value = std::atoi(id);
+  unsetenv("NODE_UNIQUE_ID");
+  return value;
+}
+const int unique_id = read_unique_id();
+
+// A worker's cluster state: its servers, the answers it awaits from the
+// primary, and its disconnect in progress.
 struct worker_side {
-  std::map<std::string, http::server*> servers;
-  std::map<long, detail::unique_function<void(message)>> awaiting;
-  std::vector<loop::keep_alive> round_robin;  // a round-robin server listens through the primary: nothing of ours keeps the loop
+  ipc_channel* channel = nullptr;  // null outside a cluster
+  std::vector<http::server*> servers;                     // listening through listen()
+  std::map<std::string, http::server*> round_robin;       // by the primary's key: connections arrive as messages
+  std::map<long, detail::unique_function<void(message)>> awaiting;  // by sequence number
+  loop::keep_alive hold;  // a round-robin server has no listener of its own to keep the loop going
   long next_seq = 1;
-  bool hooked = false;
+  bool disconnecting = false;
+  std::vector<detail::unique_function<void()>> disconnected;  // disconnect()'s callers
+  std::uint64_t closed_served = 0;  // requests served by servers already closed
+  std::uint64_t reported = 0;
+  std::unique_ptr<timer> report;
+  std::vector<signal_watcher> signals;
 
   static worker_side& get() {
-    static worker_side* side = new worker_side;  // never destroyed: it refers to the loop, which may go first
+    static worker_side* side = [] {
+      auto* s = new worker_side;  // never destroyed: the loop's own end closes its handles
+      if (unique_id != 0) s->channel = parent_channel();
+      if (s->channel) {
+        s->hook();
+        s->channel->send(control("online"));
+      }
+      return s;
+    }();
     return *side;
   }
 
-  void hook(ipc_channel& channel) {
-    if (hooked) return;
-    hooked = true;
-    // The primary is gone: a worker has nothing left to serve for (Node exits
-    // with 0). Its loop stops, so main() carries on after run() and returns.
-    channel.on_disconnect([this] {
-      servers.clear();
+  std::uint64_t served() const {
+    std::uint64_t total = closed_served;
+    for (http::server* s : servers) total += s->requests_served();
+    return total;
+  }
+
+  // Each second, the requests served so far (the primary's figures), if changed.
+  void report_figures() {
+    std::uint64_t now = served();
+    if (now == reported || !channel) return;
+    reported = now;
+    json figures = control("crew:figures");
+    figures["requests"] = now;
+    channel->send(std::move(figures));
+  }
+
+  void hook() {
+    // The primary is gone, or our own disconnect finished: the worker has
+    // nothing left to serve for. Its loop stops, so main() carries on after run().
+    channel->on_disconnect([this] {
       round_robin.clear();
       awaiting.clear();
+      hold = {};
+      report.reset();
       loop::current().stop();
+      for (auto& done : std::exchange(disconnected, {})) done();
     });
-    channel.on_internal_message([this, &channel](message m) {
+    channel->on_internal_message([this](message m) {
       const json& v = m.value();
       if (v.value("cmd", "") != "NODE_CLUSTER") return;
       if (v.contains("ack")) {
@@ -93,229 +126,90 @@ struct worker_side {
         awaiting.erase(it);
         return fn(std::move(m));
       }
-      if (v.value("act", "") == "newconn" && !m.fds().empty()) {
-        auto it = servers.find(v.value("key", ""));
-        bool accepted = it != servers.end() && !it->second->serve_fd(m.fds()[0]);
-        if (!accepted) ::close(m.fds()[0]);
-        json reply = control("accepted");
-        reply["ack"] = v.value("seq", 0L);
-        reply["accepted"] = accepted;
-        channel.send(std::move(reply));
-      }
+      std::string act = v.value("act", "");
+      if (act == "newconn") return accept(v, m);
+      if (act == "disconnect") begin_disconnect(false);
     });
+  }
+
+  // A connection handed over by the round-robin primary. A worker that no
+  // longer serves that port refuses it, and the primary hands it to another.
+  void accept(const json& v, message& m) {
+    if (m.fds().empty()) return;
+    int fd = m.fds()[0];
+    auto it = round_robin.find(v.value("key", ""));
+    bool accepted = it != round_robin.end() && !disconnecting && !it->second->serve_fd(fd);
+    if (!accepted) ::close(fd);
+    json reply = control("accepted");
+    reply["ack"] = v.value("seq", 0L);
+    reply["accepted"] = accepted;
+    channel->send(std::move(reply));
+  }
+
+  // Node's worker._disconnect: close every server, then the channel.
+  void begin_disconnect(bool worker_initiated) {
+    if (disconnecting) return;
+    disconnecting = true;
+    // Tell the primary first, so that it stops handing over connections and
+    // does not restart this worker when it exits.
+    if (worker_initiated && channel) channel->send(control("exitedAfterDisconnect"));
+    auto pending = std::make_shared<std::size_t>(servers.size() + 1);
+    auto one_closed = [this, pending] {
+      if (--*pending > 0) return;
+      report_figures();
+      if (channel && channel->connected())
+        channel->disconnect();  // on_disconnect above finishes
+      else
+        for (auto& done : std::exchange(disconnected, {})) done();
+    };
+    for (http::server* s : std::exchange(servers, {})) {
+      closed_served += s->requests_served();
+      s->close(one_closed);
+    }
+    loop::current().post(one_closed);  // the "+ 1": never finishes inside this call
   }
 };
 
 }  // namespace
 
-// A worker reports online the first time it asks what it is (every cluster
-// program asks first thing), as Node's worker does at bootstrap.
-void announce_online() noexcept {
-  static bool announced = false;
-  if (announced || unique_id == 0) return;
-  announced = true;
-  if (ipc_channel* channel = parent_channel()) channel->send(control("online"));
-}
-
+// A worker reports online the first time it asks what it is or listens (every
+// cluster program does one of them first thing), as Node's worker does at bootstrap.
 bool is_worker() noexcept {
-  announce_online();
+  worker_side::get();
   return unique_id != 0;
 }
 
 bool is_primary() noexcept { return !is_worker(); }
 int worker_id() noexcept { return unique_id; }
 
-void worker_process::disconnect() {
-  exited_after_disconnect_ = true;
-  process_.channel().disconnect();
+std::string exec_path() {
+  char path[PATH_MAX];
+  ssize_t n = readlink("/proc/self/exe", path, sizeof path - 1);
+  if (n <= 0) return "/proc/self/exe";
+  std::string text(path, static_cast<std::size_t>(n));
+  // A program replaced on disk since it started reads as "path (deleted)":
+  // the path is where the new one is.
+  constexpr std::string_view deleted = " (deleted)";
+  if (text.ends_with(deleted)) text.resize(text.size() - deleted.size());
+  return text;
 }
 
-// A port the primary holds for its workers.
-struct primary::listener {
-  policy kind;
-  int fd = -1;  // listening (shared, round robin) or only bound (reuseport, to hold the port)
-  int port = 0;
-  std::string key;
-  std::vector<int> workers;  // the workers serving it (round robin: in turn)
-  std::size_t next = 0;
-  uv_poll_t* poll = nullptr;  // round robin: readable when a connection waits
-  primary* owner = nullptr;
-
-  ~listener() {
-    if (poll) uv_close(reinterpret_cast<uv_handle_t*>(poll), [](uv_handle_t* h) { delete reinterpret_cast<uv_poll_t*>(h); });
-    if (fd >= 0) ::close(fd);
-  }
-
-  // Round robin: accept what waits and hand each connection to the next worker.
-  void dispatch() {
-    for (;;) {
-      int connection = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (connection < 0) return;  // EAGAIN, or EMFILE: the rest waits in the kernel's queue
-      worker_process* target = nullptr;
-      for (std::size_t tries = 0; tries < workers.size() && !target; ++tries) {
-        int id = workers[next++ % workers.size()];
-        auto it = owner->workers_.find(id);
-        if (it != owner->workers_.end() && !it->second->is_dead()) target = it->second.get();
-      }
-      if (!target) {
-        ::close(connection);
-        continue;
-      }
-      message m(control("newconn"));
-      m.value()["key"] = key;
-      m.fds().push_back(connection);
-      // The worker gets its own copy of the descriptor; ours closes once it is sent.
-      target->process_.channel().send(std::move(m), [connection](std::error_code) { ::close(connection); });
-    }
-  }
-};
-
-primary::primary(settings s, loop& l) : settings_(std::move(s)), loop_(l) {}
-
-primary::~primary() = default;
-
-worker_process& primary::fork(environment extra_env) {
-  int id = next_id_++;
-  extra_env["NODE_UNIQUE_ID"] = std::to_string(id);
-  child_process process =
-      crew::fork(settings_.exec, settings_.args, {.extra_env = std::move(extra_env), .silent = settings_.silent}, loop_);
-  auto owned = std::unique_ptr<worker_process>(new worker_process(id, std::move(process)));
-  worker_process& w = *owned;
-  workers_[id] = std::move(owned);
-  w.process_.channel().on_internal_message([this, &w](message m) { handle_internal(w, std::move(m)); });
-  w.process_.on_message([this, &w](message m) {
-    if (on_message_) on_message_(w, std::move(m));
-  });
-  w.process_.on_disconnect([this, &w] {
-    if (on_disconnect_) on_disconnect_(w);
-  });
-  w.process_.on_exit([this, id](exit_status status) {
-    auto it = workers_.find(id);
-    if (it == workers_.end()) return;
-    std::unique_ptr<worker_process> gone = std::move(it->second);
-    workers_.erase(it);
-    gone->dead_ = true;
-    // A port no worker serves any more is released, as Node's primary does.
-    for (auto l = listeners_.begin(); l != listeners_.end();) {
-      std::erase(l->second->workers, id);
-      l = l->second->workers.empty() ? listeners_.erase(l) : std::next(l);
-    }
-    bool expected = gone->exited_after_disconnect_;
-    auto lived = std::chrono::steady_clock::now() - gone->started_;
-    if (on_exit_) on_exit_(*gone, status);
-    if (!expected && settings_.restart.enabled) schedule_restart(lived);
-    // `gone` dies here: its process handle closes after its exit was reported.
-  });
-  if (on_fork_) loop_.post([this, id] {
-    if (auto it = workers_.find(id); it != workers_.end() && on_fork_) on_fork_(*it->second);
-  });
-  return w;
-}
-
-void primary::schedule_restart(std::chrono::steady_clock::duration lived) {
-  const restart_policy& r = settings_.restart;
-  if (lived >= r.stable_after) crashes_in_a_row_ = 0;
-  if (++crashes_in_a_row_ > r.max_restarts) {
-    if (crashes_in_a_row_ == r.max_restarts + 1 && on_crash_loop_) on_crash_loop_();
-    return;
-  }
-  // 100 ms, 200 ms, 400 ms... up to max_delay.
-  auto delay = r.first_delay;
-  for (int i = 1; i < crashes_in_a_row_ && delay < r.max_delay; ++i) delay *= 2;
-  delay = std::min(delay, r.max_delay);
-  auto t = std::make_unique<timer>(loop_);
-  timer* raw = t.get();
-  restarts_.push_back(std::move(t));
-  raw->start(delay, {}, [this, raw] {
-    fork();
-    std::erase_if(restarts_, [raw](const auto& p) { return p.get() == raw; });  // this timer: safe from its own callback
-  });
-}
-
-void primary::handle_internal(worker_process& w, message m) {
-  const json& v = m.value();
-  if (v.value("cmd", "") != "NODE_CLUSTER") return;
-  std::string act = v.value("act", "");
-  if (act == "online") {
-    if (on_online_) on_online_(w);
-  } else if (act == "queryServer") {
-    query_server(w, v);
-  } else if (act == "listening") {
-    if (on_listening_) on_listening_(w, v.value("port", 0));
-  }
-}
-
-void primary::query_server(worker_process& w, const json& request) {
-  std::string host = request.value("address", "127.0.0.1");
-  int port = request.value("port", 0);
-  std::string key = host + ":" + std::to_string(port);
-  json reply = control("queryServer");
-  reply["ack"] = request.value("seq", 0L);
-  reply["key"] = key;
-
-  auto it = listeners_.find(key);
-  if (it == listeners_.end()) {
-    auto l = std::make_unique<listener>();
-    l->kind = settings_.scheduling;
-    l->key = key;
-    l->owner = this;
-    bool reuse = l->kind == policy::reuseport;
-    result<int> fd = bound_socket(host, port, reuse, reuse ? 0 : 511);
-    if (!fd) {
-      reply["errno"] = fd.error().value();  // libuv's negative code, as Node sends it
-      w.process_.channel().send(std::move(reply));
-      return;
-    }
-    l->fd = *fd;
-    l->port = port_of(l->fd);
-    if (l->kind == policy::round_robin) {
-      l->poll = new uv_poll_t;
-      uv_poll_init(loop_.native(), l->poll, l->fd);
-      l->poll->data = l.get();
-      uv_poll_start(l->poll, UV_READABLE, [](uv_poll_t* p, int status, int) {
-        if (status == 0) static_cast<listener*>(p->data)->dispatch();
-      });
-    }
-    it = listeners_.emplace(key, std::move(l)).first;
-  }
-  listener& l = *it->second;
-  reply["port"] = l.port;
-  l.workers.push_back(w.id());
-  switch (l.kind) {
-    case policy::round_robin:
-      reply["policy"] = "round_robin";
-      w.process_.channel().send(std::move(reply));
-      break;
-    case policy::shared: {
-      reply["policy"] = "shared";
-      message m(std::move(reply));
-      m.fds().push_back(l.fd);  // each worker gets its own copy of the listening socket
-      w.process_.channel().send(std::move(m));
-      break;
-    }
-    case policy::reuseport:
-      reply["policy"] = "reuseport";
-      w.process_.channel().send(std::move(reply));
-      break;
-  }
-}
-
-void listen(http::server& server, int port, detail::unique_function<void(result<int>)> done, const std::string& host) {
-  ipc_channel* channel = is_worker() ? parent_channel() : nullptr;
-  if (!channel) {
+void listen(http::server& server, int port, detail::unique_function<void(result<int>)> done,
+            const std::string& host) {
+  worker_side& side = worker_side::get();
+  if (!side.channel) {
     result<int> r = server.listen(port, host);
+    if (r) side.servers.push_back(&server);
     loop::current().post([done = std::move(done), r]() mutable { done(r); });
     return;
   }
-  worker_side& side = worker_side::get();
-  side.hook(*channel);
   long seq = side.next_seq++;
   json request = control("queryServer");
   request["seq"] = seq;
   request["address"] = host;
   request["port"] = port;
   request["addressType"] = 4;
-  side.awaiting[seq] = [&server, channel, done = std::move(done), host,
+  side.awaiting[seq] = [&side, &server, done = std::move(done), host,
                         hold = loop::keep_alive(loop::current())](message reply) mutable {
     const json& v = reply.value();
     if (v.contains("errno")) return done(uv_error(v["errno"].get<int>()));
@@ -325,21 +219,36 @@ void listen(http::server& server, int port, detail::unique_function<void(result<
     if (kind == "shared") {
       ec = reply.fds().empty() ? uv_error(UV_EBADF) : server.listen_fd(reply.fds()[0]);
     } else if (kind == "reuseport") {
-      result<int> fd = bound_socket(host, bound, true, 511);
+      result<int> fd = wire::bound_socket(host, bound, true, 511);
       ec = fd ? server.listen_fd(*fd) : fd.error();
-    } else {  // round robin: connections arrive as newconn messages
-      worker_side::get().servers[v.value("key", "")] = &server;
-      worker_side::get().round_robin.push_back(std::move(hold));
-    }
-    if (!ec) {
-      json listening = control("listening");
-      listening["port"] = bound;
-      channel->send(std::move(listening));
+    } else {
+      side.round_robin[v.value("key", "")] = &server;
+      side.hold = std::move(hold);
     }
     if (ec) return done(ec);
+    side.servers.push_back(&server);
+    json listening = control("listening");
+    listening["port"] = bound;
+    side.channel->send(std::move(listening));
+    if (!side.report) {
+      side.report = std::make_unique<timer>();
+      side.report->start(std::chrono::seconds(1), std::chrono::seconds(1), [&side] { side.report_figures(); });
+      side.report->unref();
+    }
     done(bound);
   };
-  channel->send(std::move(request));
+  side.channel->send(std::move(request));
+}
+
+void disconnect(detail::unique_function<void()> done) {
+  worker_side& side = worker_side::get();
+  if (done) side.disconnected.push_back(std::move(done));
+  side.begin_disconnect(true);
+}
+
+void handle_signals() {
+  worker_side& side = worker_side::get();
+  for (int signum : {SIGTERM, SIGINT}) side.signals.push_back(on_signal(signum, [](int) { disconnect(); }));
 }
 
 }  // namespace crew::cluster

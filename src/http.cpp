@@ -1,6 +1,8 @@
 #include "crew/http.hpp"
 
 #include <llhttp.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <ctime>
@@ -33,6 +35,7 @@ struct server_state final : crew::detail::handle_state {
   void on_closing() noexcept override;
 
   std::error_code start_listening(int backlog);
+  void accept_waiting();
   void close_listener() noexcept;
   void sweep();
   void update_date();
@@ -104,6 +107,10 @@ bool iequals(std::string_view a, std::string_view b) noexcept {
 
 connection* self(llhttp_t* p) { return static_cast<connection*>(p->data); }
 
+// How long close() leaves an idle keep-alive connection open for a request
+// that may already be on its way.
+constexpr uint64_t close_grace_ms = 100;
+
 }  // namespace
 
 const llhttp_settings_t connection::settings = [] {
@@ -149,6 +156,22 @@ std::error_code server_state::start_listening(int backlog) {
   uv_timer_start(&clock, [](uv_timer_t* t) { static_cast<server_state*>(t->data)->sweep(); }, 250, 250);
   uv_unref(uv());  // the clock alone never keeps the loop alive
   return {};
+}
+
+// Connections already in the kernel's queue would be reset when the listener
+// closes (its own queue, with SO_REUSEPORT): they are taken and served first.
+void server_state::accept_waiting() {
+  uv_os_fd_t fd;
+  if (!listener || uv_fileno(reinterpret_cast<uv_handle_t*>(listener), &fd) != 0) return;
+  for (int client; (client = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;) {
+    auto* c = new connection(loop, this);
+    if (uv_tcp_open(&c->tcp, client) != 0) {
+      ::close(client);
+      c->close();
+      continue;
+    }
+    c->start();
+  }
 }
 
 void server_state::close_listener() noexcept {
@@ -510,9 +533,13 @@ void server::close(crew::detail::unique_function<void()> done) {
   s->draining = true;
   s->drained = std::move(done);
   release();  // the block closes itself once the last connection has
+  s->accept_waiting();
   s->close_listener();
-  for (detail::connection* c : std::vector<detail::connection*>(s->connections))
-    if (c->idle()) c->close();
+  // An idle keep-alive connection may have a request on its way: it gets a
+  // short grace in which that request is answered (with Connection: close).
+  uint64_t grace_end = uv_now(s->loop.native()) + detail::close_grace_ms;
+  for (detail::connection* c : s->connections)
+    if (c->idle() && (c->deadline == 0 || c->deadline > grace_end)) c->deadline = grace_end;
   // Connections still answering close after their answer (Connection: close);
   // the clock checks for the end, so `done` never runs inside this call.
   uv_timer_start(&s->clock, [](uv_timer_t* t) { static_cast<detail::server_state*>(t->data)->sweep(); }, 0, 50);

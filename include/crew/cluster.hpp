@@ -1,28 +1,29 @@
-// cluster: Node's cluster module. The primary re-executes the program as
-// workers (with NODE_UNIQUE_ID in their environment); a server in a worker
-// listens through the primary, which shares one port among all of them.
+// cluster: Node's cluster module, with the supervision PM2 adds. The primary
+// re-executes the program as workers (with NODE_UNIQUE_ID in their
+// environment); a server in a worker listens through the primary, which
+// shares one port among all of them.
 //
 //   if (crew::cluster::is_primary()) {
-//     crew::cluster::primary primary({.scheduling = crew::cluster::policy::round_robin});
+//     crew::cluster::primary primary({.restart = {.enabled = true}});
 //     for (int i = 0; i < 2; ++i) primary.fork();
-//     primary.on_exit([&](crew::cluster::worker_process& w, crew::exit_status) { primary.fork(); });
+//     primary.handle_signals();  // SIGTERM/SIGINT: graceful shutdown; SIGHUP: rolling reload
 //     crew::loop::current().run();
 //   } else {
 //     crew::http::server server(routes);
 //     crew::cluster::listen(server, 8000, [](crew::result<int> port) { ... });
+//     crew::cluster::handle_signals();  // SIGTERM/SIGINT: finish what is in flight, then exit
 //     crew::loop::current().run();
 //   }
-//
-// Built so far: the primary, its workers, Node's NODE_CLUSTER messages, the
-// three listening policies and restarts with backoff. Not yet: graceful
-// shutdown and rolling reload (docs/cluster.md).
 #pragma once
+
+#include <sys/types.h>
 
 #include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <string>
+#include <system_error>
 #include <vector>
 
 #include "crew/child_process.hpp"
@@ -30,6 +31,7 @@
 #include "crew/http.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
+#include "crew/signal.hpp"
 #include "crew/timer.hpp"
 
 namespace crew::cluster {
@@ -43,27 +45,50 @@ enum class policy {
 
 /// Restarting workers that exit unexpectedly (PM2's job; Node leaves it to you).
 struct restart_policy {
-  bool enabled = false;                          ///< default: false (Node's behaviour)
-  std::chrono::milliseconds first_delay{100};    ///< before the first restart; doubles each time; default 100 ms
-  std::chrono::milliseconds max_delay{10'000};   ///< the doubling stops here; default 10 s
+  bool enabled = false;                            ///< default: false (Node's behaviour)
+  std::chrono::milliseconds first_delay{100};      ///< before the first restart; doubles each time; default 100 ms
+  std::chrono::milliseconds max_delay{10'000};     ///< the doubling stops here; default 10 s
   std::chrono::milliseconds stable_after{30'000};  ///< a worker that lived this long resets the delay; default 30 s
   int max_restarts = 10;  ///< restarts in a row (none stable) after which the primary gives up; default 10
+  /// A worker whose resident memory passes this many bytes is replaced (a new
+  /// one started, the old one disconnected once the new one listens); checked
+  /// each second. Default 0: never. Works whether or not `enabled` is set.
+  std::uint64_t max_memory_bytes = 0;
 };
 
-/// Node's cluster settings.
+/// Node's cluster settings, and the supervision's.
 struct settings {
-  std::string exec = "/proc/self/exe";  ///< the worker program; default: this one
+  std::string exec = "/proc/self/exe";  ///< the worker program; default: this one (see exec_path())
   std::vector<std::string> args;        ///< its arguments; default: none
   bool silent = false;                  ///< pipe the workers' stdio instead of inheriting it; default: false
   policy scheduling = policy::round_robin;  ///< default: round_robin (Node's)
-  restart_policy restart;                ///< default: no restart
+  restart_policy restart;                   ///< default: no restart
+  /// How long a disconnected worker may take to finish and exit before it is
+  /// killed with SIGKILL (shutdown, reload, memory replacement). Default 10 s.
+  std::chrono::milliseconds kill_timeout{10'000};
 };
+
+/// This program's path as a file name (the target of /proc/self/exe), so that a
+/// rolling reload starts the program now at that path, a rebuilt one included.
+std::string exec_path();
 
 /// Whether this process is a worker (NODE_UNIQUE_ID in its environment at start).
 bool is_worker() noexcept;
 bool is_primary() noexcept;
 /// A worker's id (1, 2, ...); 0 in the primary.
 int worker_id() noexcept;
+
+/// One worker's figures, as the primary sees them.
+struct worker_figures {
+  int id = 0;
+  pid_t pid = 0;
+  std::chrono::milliseconds uptime{0};
+  int restarts = 0;                  ///< how many workers came before this one in its place
+  std::uint64_t memory_bytes = 0;    ///< resident set size, read from /proc now
+  std::uint64_t requests_served = 0;  ///< reported by the worker each second while it serves
+};
+
+class primary;
 
 /// One worker, seen from the primary.
 class worker_process {
@@ -72,24 +97,39 @@ class worker_process {
   pid_t pid() const noexcept { return process_.pid(); }
   bool send(message m) { return process_.send(std::move(m)); }
   void kill(int signal = SIGTERM) { process_.kill(signal); }
+  /// Node's worker.disconnect(): no new connections go to the worker, which
+  /// closes its servers, lets the requests in flight finish and exits.
   void disconnect();
   bool is_dead() const noexcept { return dead_; }
   bool is_connected() noexcept { return process_.channel().connected(); }
+  /// Whether it was disconnected on purpose (by the primary or by itself), so
+  /// that its exit is expected and not restarted.
   bool exited_after_disconnect() const noexcept { return exited_after_disconnect_; }
   /// When it was started.
   std::chrono::steady_clock::time_point started() const noexcept { return started_; }
+  worker_figures figures() const;
 
  private:
   friend class primary;
-  worker_process(int id, child_process process) : id_(id), process_(std::move(process)) {}
+  worker_process(primary& owner, int id, int restarts, environment env, child_process process)
+      : owner_(owner), id_(id), restarts_(restarts), env_(std::move(env)), process_(std::move(process)) {}
+  primary& owner_;
   int id_;
+  int restarts_;
+  environment env_;  // what it was forked with, for its replacement
   child_process process_;
   bool dead_ = false;
   bool exited_after_disconnect_ = false;
+  bool listening_ = false;
+  bool replacing_ = false;  // its replacement is starting
+  std::uint64_t requests_served_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  std::unique_ptr<timer> kill_timer_;                   // armed by disconnect()
+  detail::unique_function<void(bool listening)> ready_;  // a replacement in progress waits for this one
+  detail::unique_function<void()> gone_;                 // ... and for the one it replaces to exit
 };
 
-/// The primary: forks workers and serves their listen requests.
+/// The primary: forks workers, serves their listen requests, supervises them.
 class primary {
  public:
   explicit primary(settings s = {}, loop& l = loop::current());
@@ -113,32 +153,87 @@ class primary {
 
   /// The live workers by id.
   const std::map<int, std::unique_ptr<worker_process>>& workers() const noexcept { return workers_; }
+  std::vector<worker_figures> figures() const;
+
+  /// Node's cluster.disconnect(): disconnects every worker; done runs once
+  /// none is connected. Restarts still apply to workers that crash meanwhile.
+  void disconnect(detail::unique_function<void()> done = {});
+
+  /// Graceful shutdown: no more restarts; every worker disconnected (stops
+  /// accepting, finishes in-flight requests, exits), SIGKILL for any still
+  /// alive after settings::kill_timeout; done once every worker has exited.
+  void shutdown(detail::unique_function<void()> done = {});
+
+  /// Zero-downtime rolling reload, one worker at a time: start its
+  /// replacement, wait until that one listens, disconnect the old one and wait
+  /// for its exit. done gets ESRCH if a replacement exits before it listens
+  /// (the reload stops there; the old worker keeps serving), EALREADY if a
+  /// reload or shutdown is under way, ECANCELED if a shutdown began during it.
+  void reload(detail::unique_function<void(std::error_code)> done = {});
+
+  /// SIGTERM and SIGINT: shutdown(); SIGHUP: reload(). The watchers do not
+  /// keep the loop alive, so run() returns once the last worker has exited.
+  void handle_signals();
 
  private:
+  friend class worker_process;
   struct listener;
+  struct handoff {
+    int fd;
+    int worker;
+    std::string key;
+  };
+  worker_process& start(environment env, int restarts);
   void handle_internal(worker_process& w, message m);
   void query_server(worker_process& w, const message::value_type& request);
+  void dispatch(listener& l, int connection);
+  void settle(long seq, bool accepted);
+  void forget(int worker);
+  void stop(worker_process& w);
+  void replace(worker_process& old, detail::unique_function<void(bool)> done);
+  void reload_next(std::vector<int> ids, detail::unique_function<void(std::error_code)> done);
+  void schedule_restart(std::chrono::steady_clock::duration lived, int restarts, environment env);
+  void check_memory();
+  void check_disconnected();
 
   settings settings_;
   loop& loop_;
   int next_id_ = 1;
   std::map<int, std::unique_ptr<worker_process>> workers_;
   std::map<std::string, std::unique_ptr<listener>> listeners_;  // by "host:port"
+  std::map<long, handoff> handoffs_;  // round robin: connections sent, awaiting the worker's answer
+  long next_seq_ = 1;
   worker_event on_fork_, on_online_, on_disconnect_;
   detail::unique_function<void(worker_process&, int)> on_listening_;
   detail::unique_function<void(worker_process&, message)> on_message_;
   detail::unique_function<void(worker_process&, exit_status)> on_exit_;
   detail::unique_function<void()> on_crash_loop_;
-  // Supervision: crashes in a row and the pending restart timers.
+  // Supervision.
   int crashes_in_a_row_ = 0;
   std::vector<std::unique_ptr<timer>> restarts_;
-  void schedule_restart(std::chrono::steady_clock::duration lived);
+  timer memory_check_;
+  bool shutting_down_ = false;
+  bool reloading_ = false;
+  detail::unique_function<void()> shutdown_done_;
+  detail::unique_function<void()> disconnect_done_;
+  std::vector<signal_watcher> signals_;
 };
 
 /// In a worker: makes `server` listen on host:port through the primary, with
 /// the primary's policy; done gets the port (the same in every worker, port 0
 /// included) or the error (EADDRINUSE...). Outside a cluster, plain listen.
+/// The server must stay alive while it listens.
 void listen(http::server& server, int port, detail::unique_function<void(result<int>)> done,
             const std::string& host = "127.0.0.1");
+
+/// In a worker, Node's worker.disconnect(): closes the servers that listen
+/// through cluster::listen (requests in flight finish), then the channel to
+/// the primary, then stops the loop, so run() returns. Outside a cluster it
+/// closes those servers and runs done.
+void disconnect(detail::unique_function<void()> done = {});
+
+/// In a worker: SIGTERM and SIGINT call disconnect(), so a worker finishes
+/// what it is serving before it exits.
+void handle_signals();
 
 }  // namespace crew::cluster

@@ -129,8 +129,11 @@ class server : public crew::detail::handle_owner {
   /// The server takes ownership of fd.
   [[nodiscard]] std::error_code serve_fd(int fd);
 
-  /// Graceful close: stops accepting, lets the requests in flight finish (their
-  /// answers go out with Connection: close), closes idle connections, then runs done.
+  /// Graceful close: stops accepting (connections already waiting in the
+  /// listener's queue are taken and served first), lets the requests in flight
+  /// finish (their answers go out with Connection: close), gives idle
+  /// keep-alive connections 100 ms for a request already on its way (answered
+  /// the same way) before closing them, then runs done.
   void close(crew::detail::unique_function<void()> done = {});
 
   /// Open connections, and requests answered since the start.
