@@ -4,8 +4,9 @@
 // workers on the same port through the primary (--policy round_robin |
 // shared | reuseport).
 //
-// Dead workers are restarted with backoff. Not yet: SIGTERM drain and SIGHUP
-// rolling reload (docs/cluster.md).
+// Dead workers are restarted with backoff. SIGTERM or SIGINT: graceful
+// shutdown (workers finish what they serve, then exit; the primary exits 0).
+// SIGHUP: rolling reload, one worker at a time, without a failed request.
 #include <crew/cluster.hpp>
 #include <crew/crew.hpp>
 
@@ -29,21 +30,28 @@ int main(int argc, char** argv) {
                  : std::strcmp(argv[i + 1], "reuseport") == 0 ? crew::cluster::policy::reuseport
                                                                : crew::cluster::policy::round_robin;
     std::vector<std::string> args(argv + 1, argv + argc);
-    crew::cluster::primary primary({.args = args, .scheduling = policy, .restart = {.enabled = true}});
+    crew::cluster::primary primary(
+        {.exec = crew::cluster::exec_path(), .args = args, .scheduling = policy, .restart = {.enabled = true}});
     std::printf("Primary %d is running\n", getpid());
     primary.on_listening([](crew::cluster::worker_process& w, int p) {
       std::printf("worker %d (pid %d) listening on %d\n", w.id(), w.pid(), p);
       std::fflush(stdout);
     });
-    primary.on_exit([](crew::cluster::worker_process& w, crew::exit_status) {
-      std::printf("worker %d died; starting another\n", w.pid());
+    primary.on_exit([](crew::cluster::worker_process& w, crew::exit_status status) {
+      if (w.exited_after_disconnect())
+        std::printf("worker %d exited\n", w.pid());
+      else
+        std::printf("worker %d died (code %d, signal %d); starting another\n", w.pid(), status.code, status.signal);
+      std::fflush(stdout);
     });
     primary.on_crash_loop([] {
       std::fprintf(stderr, "workers keep crashing: no more restarts\n");
       crew::loop::current().stop();
     });
     for (long i = 0; i < workers; ++i) primary.fork();
+    primary.handle_signals();
     crew::loop::current().run();
+    std::printf("all workers exited\n");
     return 0;
   }
   std::string hello = "hello from worker " + std::to_string(getpid()) + "\n";
@@ -56,5 +64,6 @@ int main(int argc, char** argv) {
       std::exit(1);
     }
   });
+  crew::cluster::handle_signals();
   crew::loop::current().run();
 }

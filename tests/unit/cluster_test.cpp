@@ -8,6 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
+#include <mutex>
+#include <sstream>
 #include <set>
 #include <thread>
 
@@ -20,26 +23,79 @@ using crew::cluster::primary;
 using crew::cluster::worker_process;
 using namespace std::chrono_literals;
 
-// One GET / with Connection: close; the body (a worker's pid), or "" on failure.
-std::string get(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  timeval timeout{5, 0};
+// Connects to 127.0.0.1:port; -1 on failure.
+int connect_to(int port) {
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  timeval timeout{10, 0};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
   sockaddr_in address{};
   address.sin_family = AF_INET;
   address.sin_port = htons(static_cast<uint16_t>(port));
   inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
+  close(fd);
+  return -1;
+}
+
+// One GET with Connection: close; the body (a worker's pid), or "" on failure.
+std::string get(int port, const std::string& path = "/") {
+  int fd = connect_to(port);
+  if (fd < 0) return "";
+  std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+  send(fd, request.data(), request.size(), MSG_NOSIGNAL);
   std::string out;
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) {
-    std::string request = "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-    send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-    char buffer[4096];
-    for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) out.append(buffer, static_cast<std::size_t>(n));
-  }
+  char buffer[4096];
+  for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) out.append(buffer, static_cast<std::size_t>(n));
   close(fd);
   std::size_t body = out.find("\r\n\r\n");
-  return body == std::string::npos ? "" : out.substr(body + 4);
+  return out.starts_with("HTTP/1.1 200") && body != std::string::npos ? out.substr(body + 4) : "";
 }
+
+// A keep-alive client, as wrk is: one connection for request after request,
+// a new one after an answer with Connection: close. get() gives the body, or
+// "" when the request failed.
+class client {
+ public:
+  explicit client(int port) : port_(port) {}
+  ~client() { reset(); }
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+
+  std::string get(const std::string& path = "/") {
+    if (fd_ < 0 && (fd_ = connect_to(port_)) < 0) return "";
+    std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
+    if (send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) return fail();
+    std::string in;
+    char buffer[4096];
+    for (;;) {
+      std::size_t head = in.find("\r\n\r\n");
+      if (head != std::string::npos) {
+        std::size_t length_at = in.find("Content-Length: ");
+        std::size_t length = length_at < head ? std::stoul(in.substr(length_at + 16)) : 0;
+        if (in.size() >= head + 4 + length) {
+          if (!in.starts_with("HTTP/1.1 200")) return fail();
+          if (in.find("Connection: close") < head) reset();
+          return in.substr(head + 4, length);
+        }
+      }
+      ssize_t n = recv(fd_, buffer, sizeof buffer, 0);
+      if (n <= 0) return fail();
+      in.append(buffer, static_cast<std::size_t>(n));
+    }
+  }
+
+ private:
+  std::string fail() {
+    reset();
+    return "";
+  }
+  void reset() {
+    if (fd_ >= 0) close(fd_);
+    fd_ = -1;
+  }
+  int port_;
+  int fd_ = -1;
+};
 
 // Starts two workers of `kind` on port 0, sends 60 requests once both listen,
 // returns the set of pids that answered and the pids of the workers.
@@ -97,22 +153,34 @@ TEST(cluster, reuseport_workers_serve_on_one_port) {
   for (const auto& pid : answered) EXPECT_TRUE(workers.count(pid)) << pid;
 }
 
-TEST(cluster, a_worker_reports_online_and_its_exit) {
+TEST(cluster, a_worker_reports_every_event_and_finishes_its_request_on_sigterm) {
   crew::loop loop;
   primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}}, loop);
   std::vector<std::string> events;
+  std::string answer;
+  std::thread client;
   p.on_fork([&](worker_process&) { events.push_back("fork"); });
-  p.on_online([&](worker_process& w) {
-    events.push_back("online");
-    w.kill(SIGTERM);
+  p.on_online([&](worker_process&) { events.push_back("online"); });
+  p.on_listening([&](worker_process&, int port) {
+    events.push_back("listening");
+    client = std::thread([&answer, port] { answer = get(port, "/slow"); });
   });
+  p.on_message([&](worker_process& w, crew::message m) {
+    events.push_back("message");
+    EXPECT_EQ(m.value()["slow"], std::to_string(w.pid()));
+    w.kill(SIGTERM);  // the worker disconnects itself, after answering /slow
+  });
+  p.on_disconnect([&](worker_process&) { events.push_back("disconnect"); });
   p.on_exit([&](worker_process& w, crew::exit_status s) {
-    events.push_back("exit " + std::to_string(s.signal));
+    events.push_back("exit " + std::to_string(s.code) + " " + std::to_string(s.signal));
     EXPECT_TRUE(w.is_dead());
+    EXPECT_TRUE(w.exited_after_disconnect());
   });
   p.fork();
   crew::test::run_within(loop, 30s);
-  EXPECT_EQ(events, (std::vector<std::string>{"fork", "online", "exit 15"}));
+  if (client.joinable()) client.join();
+  EXPECT_EQ(events, (std::vector<std::string>{"fork", "online", "listening", "message", "disconnect", "exit 0 0"}));
+  EXPECT_FALSE(answer.empty());
   EXPECT_TRUE(p.workers().empty());
 }
 
@@ -152,6 +220,232 @@ TEST(cluster, a_killed_worker_is_replaced_and_a_crash_loop_stops) {
   crew::test::run_within(again, 30s);
   ASSERT_EQ(listened.size(), 2u);
   EXPECT_NE(listened[0], listened[1]);
+}
+
+// Two clients (keep-alive, as wrk) run while the primary reloads both workers:
+// no request fails, and once the reload is done only new workers answer.
+TEST(cluster, a_rolling_reload_under_load_fails_no_request) {
+  crew::loop loop;
+  primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}}, loop);
+  std::set<std::string> before;
+  std::atomic<bool> reloaded{false};
+  std::atomic<int> failures{0}, served{0};
+  std::mutex lock;
+  std::set<std::string> after;
+  std::vector<std::thread> clients;
+  std::vector<std::string> exits;
+  p.on_listening([&](worker_process& w, int port) {
+    if (before.size() == 2) return;  // a replacement
+    before.insert(std::to_string(w.pid()));
+    if (before.size() < 2) return;
+    for (int i = 0; i < 2; ++i)
+      clients.emplace_back([&, port] {
+        client c(port);
+        int after_reload = 0;
+        for (int n = 0; n < 200'000 && after_reload < 300; ++n) {
+          bool done = reloaded;
+          std::string pid = c.get();
+          if (pid.empty()) ++failures;
+          if (++served == 300)
+            loop.post([&] { p.reload([&](std::error_code ec) { EXPECT_FALSE(ec); reloaded = true; }); });
+          if (!done) continue;
+          ++after_reload;
+          std::lock_guard guard(lock);
+          after.insert(pid);
+        }
+      });
+    std::thread([&] {
+      for (auto& t : clients) t.join();
+      loop.post([&] { p.shutdown(); });
+    }).detach();
+  });
+  p.on_exit([&](worker_process& w, crew::exit_status s) {
+    EXPECT_TRUE(w.exited_after_disconnect());
+    exits.push_back(std::to_string(s.code) + " " + std::to_string(s.signal));
+  });
+  p.fork();
+  p.fork();
+  crew::test::run_within(loop, 60s);
+  EXPECT_EQ(failures, 0);
+  EXPECT_TRUE(reloaded);
+  EXPECT_FALSE(after.empty());
+  for (const auto& pid : after) EXPECT_FALSE(before.count(pid)) << "an old worker answered after the reload: " << pid;
+  EXPECT_EQ(exits, std::vector<std::string>(4, "0 0"));  // two old workers, then two new ones at shutdown
+}
+
+// Requests in flight when the primary shuts down are answered; every worker
+// exits with 0 and the loop ends by itself.
+TEST(cluster, shutdown_answers_the_requests_in_flight) {
+  crew::loop loop;
+  primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}}, loop);
+  constexpr int requests = 4;
+  std::vector<std::string> answers(requests);
+  std::vector<std::thread> clients;
+  int listening = 0, started = 0;
+  bool finished = false;
+  p.on_listening([&](worker_process&, int port) {
+    if (++listening < 2) return;
+    for (int i = 0; i < requests; ++i) clients.emplace_back([&answers, port, i] { answers[i] = get(port, "/slow"); });
+  });
+  p.on_message([&](worker_process&, crew::message) {
+    if (++started == requests) p.shutdown([&] { finished = true; });  // all four are being served
+  });
+  std::vector<crew::exit_status> exits;
+  p.on_exit([&](worker_process&, crew::exit_status s) { exits.push_back(s); });
+  p.fork();
+  p.fork();
+  crew::test::run_within(loop, 30s);
+  for (auto& t : clients) t.join();
+  EXPECT_TRUE(finished);
+  for (const auto& a : answers) EXPECT_FALSE(a.empty());
+  EXPECT_EQ(exits, std::vector<crew::exit_status>(2, crew::exit_status{0, 0}));
+}
+
+// Under load, a worker killed with SIGKILL is replaced while the other goes on
+// serving: only the request the dead worker held can fail.
+TEST(cluster, a_worker_killed_under_load_is_replaced_while_the_other_serves) {
+  crew::loop loop;
+  primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .restart = {.enabled = true}}, loop);
+  std::vector<std::string> pids;
+  std::atomic<int> failures{0};
+  std::atomic<bool> killed{false};
+  std::mutex lock;
+  std::set<std::string> answered_after_kill;
+  std::thread load;
+  p.on_listening([&](worker_process& w, int port) {
+    pids.push_back(std::to_string(w.pid()));
+    if (pids.size() != 2) return;
+    load = std::thread([&, port] {
+      for (int n = 0; n < 100'000; ++n) {
+        std::string pid = get(port);
+        if (n == 200) loop.post([&] {
+            for (auto& [id, each] : p.workers())
+              if (std::to_string(each->pid()) == pids[0]) each->kill(SIGKILL);
+            killed = true;
+          });
+        if (!killed) continue;
+        if (pid.empty()) ++failures;
+        std::lock_guard guard(lock);
+        answered_after_kill.insert(pid);
+        if (answered_after_kill.size() >= 2 && !answered_after_kill.count(pids[0]) && pids.size() == 3 &&
+            answered_after_kill.count(pids[2]))
+          break;  // the survivor and the replacement both answered
+      }
+      loop.post([&] { p.shutdown(); });
+    });
+  });
+  p.fork();
+  p.fork();
+  crew::test::run_within(loop, 60s);
+  load.join();
+  ASSERT_EQ(pids.size(), 3u);  // two, then the replacement
+  std::lock_guard guard(lock);
+  EXPECT_TRUE(answered_after_kill.count(pids[1])) << "the survivor stopped serving";
+  EXPECT_TRUE(answered_after_kill.count(pids[2])) << "the replacement never served";
+  EXPECT_LE(failures, 1);
+}
+
+// A primary killed with SIGKILL takes its workers with it.
+TEST(cluster, workers_exit_when_their_primary_is_killed) {
+  crew::loop loop;
+  crew::child_process primary_process = crew::spawn(CREW_FIXTURE, {"cluster-primary", "2"}, {}, loop);
+  std::string out;
+  std::vector<pid_t> workers;
+  primary_process.out().on_data([&](std::string_view data) {
+    out += data;
+    if (!out.ends_with("\n")) return;
+    std::istringstream words(out.substr(out.find("ready") + 5));
+    for (pid_t pid; words >> pid;) workers.push_back(pid);
+    primary_process.kill(SIGKILL);
+  });
+  crew::test::run_within(loop, 30s);
+  ASSERT_EQ(workers.size(), 2u);
+  auto alive = [](pid_t pid) {
+    std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+    std::string pid_text, name, state;
+    return stat >> pid_text >> name >> state && state != "Z";  // a zombie has exited
+  };
+  for (int i = 0; i < 1000 && (alive(workers[0]) || alive(workers[1])); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(alive(workers[0]));
+  EXPECT_FALSE(alive(workers[1]));
+}
+
+// A port another process holds: the worker's listen fails with EADDRINUSE
+// (the fixture then exits with 3).
+TEST(cluster, a_port_in_use_fails_the_workers_listen) {
+  int holder = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::listen(holder, 1), 0);
+  socklen_t length = sizeof address;
+  getsockname(holder, reinterpret_cast<sockaddr*>(&address), &length);
+  for (policy kind : {policy::round_robin, policy::shared, policy::reuseport}) {
+    crew::loop loop;
+    primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", std::to_string(ntohs(address.sin_port))}, .scheduling = kind},
+              loop);
+    crew::exit_status status;
+    p.on_exit([&](worker_process&, crew::exit_status s) { status = s; });
+    p.fork();
+    crew::test::run_within(loop, 30s);
+    EXPECT_EQ(status.code, 3);
+  }
+  close(holder);
+}
+
+TEST(cluster, the_primary_knows_each_workers_figures) {
+  crew::loop loop;
+  primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}}, loop);
+  std::thread load;
+  crew::timer poll(loop);
+  crew::cluster::worker_figures seen;
+  p.on_listening([&](worker_process&, int port) {
+    load = std::thread([&, port] {
+      for (int i = 0; i < 25; ++i) get(port);
+      loop.post([&] {
+        // The worker reports each second: look until its count arrives.
+        poll.start(50ms, 50ms, [&] {
+          seen = p.figures().at(0);
+          if (seen.requests_served != 25) return;
+          poll.stop();
+          p.shutdown();
+        });
+      });
+    });
+  });
+  p.fork();
+  crew::test::run_within(loop, 30s);
+  load.join();
+  EXPECT_EQ(seen.requests_served, 25u);
+  EXPECT_EQ(seen.id, 1);
+  EXPECT_GT(seen.pid, 0);
+  EXPECT_EQ(seen.restarts, 0);
+  EXPECT_GT(seen.memory_bytes, 0u);
+  EXPECT_GT(seen.uptime.count(), 0);
+}
+
+// A worker past the memory limit is replaced: the new one listens, then the
+// old one is disconnected.
+TEST(cluster, a_worker_past_the_memory_limit_is_replaced) {
+  crew::loop loop;
+  primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .restart = {.max_memory_bytes = 48 << 20}}, loop);
+  std::vector<int> restarts;
+  std::thread grow;
+  p.on_listening([&](worker_process& w, int port) {
+    restarts.push_back(w.figures().restarts);
+    if (restarts.size() == 1) grow = std::thread([port] { get(port, "/grow"); });
+  });
+  std::vector<bool> expected;
+  p.on_exit([&](worker_process& w, crew::exit_status) {
+    expected.push_back(w.exited_after_disconnect());
+    if (expected.size() == 1) p.shutdown();
+  });
+  p.fork();
+  crew::test::run_within(loop, 60s);
+  grow.join();
+  EXPECT_EQ(restarts, (std::vector<int>{0, 1}));
+  EXPECT_EQ(expected, (std::vector<bool>{true, true}));
 }
 
 }  // namespace
