@@ -14,6 +14,7 @@
 #include <set>
 #include <thread>
 
+#include "http_client.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -23,78 +24,23 @@ using crew::cluster::primary;
 using crew::cluster::worker_process;
 using namespace std::chrono_literals;
 
-// Connects to 127.0.0.1:port; -1 on failure.
-int connect_to(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  timeval timeout{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return fd;
-  close(fd);
-  return -1;
-}
-
-// One GET with Connection: close; the body (a worker's pid), or "" on failure.
+// One GET on a connection of its own: the body (a worker's pid), or "" on failure.
 std::string get(int port, const std::string& path = "/") {
-  int fd = connect_to(port);
-  if (fd < 0) return "";
-  std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  send(fd, request.data(), request.size(), MSG_NOSIGNAL);
-  std::string out;
-  char buffer[4096];
-  for (ssize_t n; (n = recv(fd, buffer, sizeof buffer, 0)) > 0;) out.append(buffer, static_cast<std::size_t>(n));
-  close(fd);
-  std::size_t body = out.find("\r\n\r\n");
-  return out.starts_with("HTTP/1.1 200") && body != std::string::npos ? out.substr(body + 4) : "";
+  crew::test::http_answer a = crew::test::request(port, "GET", path);
+  return a.status == 200 ? a.body : "";
 }
 
-// A keep-alive client, as wrk is: one connection for request after request,
-// a new one after an answer with Connection: close. get() gives the body, or
-// "" when the request failed.
+// A keep-alive client (as wrk): the body, or "" on failure.
 class client {
  public:
-  explicit client(int port) : port_(port) {}
-  ~client() { reset(); }
-  client(const client&) = delete;
-  client& operator=(const client&) = delete;
-
-  std::string get(const std::string& path = "/") {
-    if (fd_ < 0 && (fd_ = connect_to(port_)) < 0) return "";
-    std::string request = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
-    if (send(fd_, request.data(), request.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(request.size())) return fail();
-    std::string in;
-    char buffer[4096];
-    for (;;) {
-      std::size_t head = in.find("\r\n\r\n");
-      if (head != std::string::npos) {
-        std::size_t length_at = in.find("Content-Length: ");
-        std::size_t length = length_at < head ? std::stoul(in.substr(length_at + 16)) : 0;
-        if (in.size() >= head + 4 + length) {
-          if (!in.starts_with("HTTP/1.1 200")) return fail();
-          if (in.find("Connection: close") < head) reset();
-          return in.substr(head + 4, length);
-        }
-      }
-      ssize_t n = recv(fd_, buffer, sizeof buffer, 0);
-      if (n <= 0) return fail();
-      in.append(buffer, static_cast<std::size_t>(n));
-    }
+  explicit client(int port) : http_(port) {}
+  std::string get() {
+    crew::test::http_answer a = http_.get();
+    return a.status == 200 ? a.body : "";
   }
 
  private:
-  std::string fail() {
-    reset();
-    return "";
-  }
-  void reset() {
-    if (fd_ >= 0) close(fd_);
-    fd_ = -1;
-  }
-  int port_;
-  int fd_ = -1;
+  crew::test::http_client http_;
 };
 
 // Starts two workers of `kind` on port 0, sends 60 requests once both listen,

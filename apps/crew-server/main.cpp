@@ -1,0 +1,93 @@
+// crew-server: the seeds' services in one program, clustered over every core.
+//
+//   crew-server [--port 3000] [--host 127.0.0.1] [--workers CORES] [--policy round_robin|shared|reuseport]
+//
+// The primary forks the workers, restarts any that dies (with backoff; it
+// gives up after ten crashes in a row), shuts down gracefully on SIGTERM or
+// SIGINT and reloads every worker, one at a time, on SIGHUP. Each worker
+// serves the routes of routes.hpp on the one port.
+//
+// Exit codes: 0 after a shutdown; 1 when the port cannot be had (in use,
+// forbidden) or the workers keep crashing; 2 for a bad command line.
+#include <unistd.h>
+
+#include <cstdio>
+
+#include <crew/cluster.hpp>
+#include <crew/crew.hpp>
+
+#include "metrics.hpp"
+#include "options.hpp"
+#include "routes.hpp"
+
+namespace {
+
+int run_primary(const crew_server::options& o, int argc, char** argv) {
+  crew::cluster::primary primary({.exec = crew::cluster::exec_path(),
+                                  .args = std::vector<std::string>(argv + 1, argv + argc),
+                                  .scheduling = o.policy,
+                                  .restart = {.enabled = true}});
+  int exit_code = 0;
+  bool announced = false;
+  primary.on_listening([&](crew::cluster::worker_process&, int port) {
+    if (announced) return;
+    announced = true;
+    std::printf("crew-server %d: %d workers on http://%s:%d/\n", getpid(), o.workers, o.host.c_str(), port);
+    std::fflush(stdout);
+  });
+  primary.on_exit([&](crew::cluster::worker_process& w, crew::exit_status s) {
+    if (w.exited_after_disconnect() || exit_code != 0) return;
+    std::fprintf(stderr, "crew-server: worker %d (pid %d) died (code %d, signal %d); restarting it\n", w.id(), w.pid(),
+                 s.code, s.signal);
+  });
+  // Workers ask for /metrics' figures; a worker that cannot listen tells why,
+  // which stops everything.
+  primary.on_message([&](crew::cluster::worker_process& w, crew::message m) {
+    const auto& v = m.value();
+    if (crew_server::answer_metrics(primary, w, v)) return;
+    if (v.is_object() && v.contains("listen_error")) {
+      if (exit_code == 0)
+        std::fprintf(stderr, "crew-server: cannot listen on %s:%d: %s\n", o.host.c_str(), o.port,
+                     v["listen_error"].get<std::string>().c_str());
+      exit_code = 1;
+      primary.shutdown();
+    }
+  });
+  primary.on_crash_loop([&] {
+    std::fprintf(stderr, "crew-server: the workers keep crashing; stopping\n");
+    exit_code = 1;
+    primary.shutdown();
+  });
+  for (int i = 0; i < o.workers; ++i) primary.fork();
+  primary.handle_signals();
+  crew::loop::current().run();
+  return exit_code;
+}
+
+int run_worker(const crew_server::options& o) {
+  crew_server::services services(crew::parent_channel());
+  crew::http::server server(services.router());
+  crew::cluster::listen(
+      server, o.port,
+      [](crew::result<int> port) {
+        if (port) return;
+        crew::ipc_channel* primary = crew::parent_channel();
+        std::string why = crew::error_name(port.error()) + " (" + port.error().message() + ")";
+        if (!primary || !primary->send(crew::message::value_type{{"listen_error", why}}))
+          std::fprintf(stderr, "crew-server: cannot listen: %s\n", why.c_str());
+        crew::cluster::disconnect();
+      },
+      o.host);
+  crew::cluster::handle_signals();
+  crew::loop::current().run();
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool help = false;
+  std::optional<crew_server::options> o = crew_server::parse(argc, argv, help);
+  if (!o) return help ? 0 : 2;
+  return crew::cluster::is_primary() ? run_primary(*o, argc, argv) : run_worker(*o);
+}

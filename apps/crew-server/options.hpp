@@ -1,0 +1,22 @@
+// crew-server's command line.
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include <crew/cluster.hpp>
+
+namespace crew_server {
+
+struct options {
+  int port = 3000;
+  std::string host = "127.0.0.1";
+  int workers = 0;  // 0: one per core
+  crew::cluster::policy policy = crew::cluster::policy::round_robin;
+};
+
+/// Reads argv; on a bad or unknown flag prints why and the usage to stderr and
+/// gives nothing. --help prints the usage to stdout and gives nothing.
+std::optional<options> parse(int argc, char** argv, bool& help);
+
+}  // namespace crew_server

@@ -1,0 +1,187 @@
+#include "routes.hpp"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <ctime>
+#include <random>
+
+#include <crew/work.hpp>
+
+namespace crew_server {
+namespace {
+
+using json = crew::message::value_type;
+
+// The time as JavaScript's toISOString() writes it: 2026-11-23T07:30:00.123Z.
+std::string iso_time() {
+  auto now = std::chrono::system_clock::now();
+  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
+  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[32];
+  std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(text + n, sizeof text - n, ".%03dZ", static_cast<int>(millis));
+  return text;
+}
+
+// Math.random()'s kind of generator: xorshift128+, doubles in [0, 1).
+class random_numbers {
+ public:
+  random_numbers() : a_(std::random_device{}() | 1ull << 32), b_(std::random_device{}() | 1) {}
+  double next() {
+    std::uint64_t x = a_, y = b_;
+    a_ = y;
+    x ^= x << 23;
+    b_ = x ^ y ^ (x >> 17) ^ (y >> 26);
+    return static_cast<double>((b_ + y) >> 11) * 0x1.0p-53;
+  }
+
+ private:
+  std::uint64_t a_, b_;
+};
+
+// A number as JavaScript writes it: 120, not 120.0.
+json js_number(double x) {
+  if (x == std::floor(x) && std::abs(x) < 0x1p53) return static_cast<std::int64_t>(x);
+  return x;
+}
+
+struct answer {
+  int status;
+  std::string body;  // JSON
+};
+
+// On a pool thread: the request body in, the answer out.
+answer process_image(const std::string& body) {
+  json input = json::parse(body, nullptr, false);
+  if (input.is_discarded() || !input.is_object() || !input.contains("imageData") || !input["imageData"].is_array())
+    return {400, json{{"error", "expected {\"imageData\": [{\"r\":..,\"g\":..,\"b\":..}, ...]}"}}.dump()};
+  json result = json::array();
+  for (const json& pixel : input["imageData"]) {
+    auto channel = [&](const char* name, double scale) -> json {
+      const json* value = pixel.is_object() && pixel.contains(name) ? &pixel[name] : nullptr;
+      if (!value || !value->is_number()) return nullptr;
+      return js_number(std::min(255.0, value->get<double>() * scale));
+    };
+    json r = channel("r", 1.2), g = channel("g", 1.1), b = channel("b", 0.9);
+    if (r.is_null() || g.is_null() || b.is_null())
+      return {400, json{{"error", "every pixel needs numbers r, g and b"}}.dump()};
+    result.push_back({{"r", std::move(r)}, {"g", std::move(g)}, {"b", std::move(b)}});
+  }
+  return {200, json{{"success", true}, {"result", std::move(result)}}.dump()};
+}
+
+// A query parameter's value (no percent-decoding: charset names need none).
+std::string parameter(const std::string& query, std::string_view name, std::string fallback) {
+  std::string_view rest = query;
+  while (!rest.empty()) {
+    std::string_view pair = rest.substr(0, rest.find('&'));
+    rest.remove_prefix(std::min(rest.size(), pair.size() + 1));
+    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=')
+      return std::string(pair.substr(name.size() + 1));
+  }
+  return fallback;
+}
+
+bool charset_name(const std::string& name) {
+  if (name.empty() || name.size() > 40) return false;
+  for (char c : name)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.' && c != ':') return false;
+  return true;
+}
+
+constexpr std::size_t max_converted = 16 << 20;  // bytes of output kept; past this, the conversion fails
+
+}  // namespace
+
+crew::http::router services::router() {
+  crew::http::router routes;
+  routes.get("/", [](crew::http::request&, crew::http::response& res) {
+    res.json({{"message", "Hello from worker"}, {"pid", getpid()}, {"timestamp", iso_time()}});
+  });
+
+  routes.get("/heavy", [](crew::http::request&, crew::http::response& res) {
+    auto start = std::chrono::steady_clock::now();
+    static thread_local random_numbers random;
+    double result = 0;
+    for (int i = 0; i < 1'000'000; ++i) result += random.next();
+    std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
+    res.json({{"result", result}, {"worker", getpid()}, {"duration", took.count()}});
+  });
+
+  routes.post("/process-image", [](crew::http::request& req, crew::http::response& res) {
+    crew::queue_work([body = std::move(req.body)] { return process_image(body); },
+                     [res = std::move(res)](crew::result<answer> out) mutable {
+                       if (!out) return res.status(500).json({{"error", crew::error_name(out.error())}});
+                       res.status(out->status).send(std::move(out->body), "application/json");
+                     });
+  });
+
+  routes.post("/convert", [this](crew::http::request& req, crew::http::response& res) { convert(req, res); });
+
+  routes.get("/system-info", [](crew::http::request&, crew::http::response& res) {
+    crew::exec("ps aux | head -10", {}, [res = std::move(res)](crew::exec_result r) mutable {
+      if (!r.ok()) {
+        std::string why = r.error ? crew::error_name(r.error) : "exit code " + std::to_string(r.status.code);
+        return res.status(500).json({{"error", "ps aux failed: " + why}, {"details", r.err}});
+      }
+      res.json({{"processes", r.out}, {"timestamp", iso_time()}});
+    });
+  });
+
+  routes.get("/metrics", [this](crew::http::request&, crew::http::response& res) {
+    metrics_.request([res = std::move(res)](std::string text) mutable {
+      if (text.empty()) return res.status(503).send("the primary cannot answer now\n");
+      res.send(std::move(text), "text/plain; version=0.0.4; charset=utf-8");
+    });
+  });
+  return routes;
+}
+
+// The body goes to iconv's stdin; what it writes on stdout is the answer.
+void services::convert(crew::http::request& req, crew::http::response& res) {
+  std::string from = parameter(req.query, "from", "ISO-8859-1");
+  std::string to = parameter(req.query, "to", "UTF-8");
+  if (!charset_name(from) || !charset_name(to))
+    return res.status(400).json({{"error", "from and to must be charset names, as `iconv -l` lists them"}});
+  auto& child = conversions_.emplace_back(crew::spawn("iconv", {"-f", from, "-t", to}));
+  auto it = std::prev(conversions_.end());
+  struct output {
+    std::string out, err;
+    std::error_code error;
+    bool too_big = false;
+  };
+  auto o = std::make_shared<output>();
+  child.out().on_data([o, &child](std::string_view chunk) {
+    if (o->out.size() + chunk.size() > max_converted) {
+      o->too_big = true;
+      child.kill(SIGKILL);
+      return;
+    }
+    o->out += chunk;
+  });
+  child.err().on_data([o](std::string_view chunk) {
+    if (o->err.size() < 64 * 1024) o->err += chunk;
+  });
+  child.on_error([o](std::error_code ec) { o->error = ec; });
+  child.on_close([this, it, o, to, res = std::move(res)](crew::exit_status status) mutable {
+    if (o->error)
+      res.status(500).json({{"error", "Conversion failed: cannot run iconv: " + crew::error_name(o->error)}});
+    else if (o->too_big)
+      res.status(500).json({{"error", "Conversion failed: output over 16 MiB"}});
+    else if (status.code != 0 || status.signal != 0)
+      res.status(500).json({{"error", "Conversion failed"}, {"code", status.code}, {"details", o->err}});
+    else
+      res.send(std::move(o->out), "text/plain; charset=" + to);
+    crew::loop::current().post([this, it] { conversions_.erase(it); });  // not from inside its own callback
+  });
+  child.in().on_error([](std::error_code) {});  // EPIPE when iconv stops early: its exit says why
+  child.in().write(req.body);
+  child.in().end();
+}
+
+}  // namespace crew_server
