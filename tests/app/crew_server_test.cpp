@@ -7,41 +7,20 @@
 #include <set>
 #include <thread>
 
-#include <crew/crew.hpp>
-
 #include "../unit/http_client.hpp"
-#include "../unit/test_support.hpp"
+#include "run_program.hpp"
 
 namespace {
 
 using crew::message;
 using namespace std::chrono_literals;
 
-struct run_result {
-  crew::exit_status status;
-  std::string out, err;
-};
+using crew::test::run_result;
 
-// Runs crew-server with `args`; once it prints its address, `with_server(port,
-// pid)` runs on a thread of its own. Gives how the server ended.
+// Runs crew-server; with_server(port, pid) runs once it serves.
 template <class Fn>
 run_result run_server(std::vector<std::string> args, Fn with_server) {
-  crew::loop loop;
-  run_result r;
-  crew::child_process server = crew::spawn(CREW_SERVER, args, {}, loop);
-  std::thread user;
-  server.out().on_data([&](std::string_view data) {
-    r.out += data;
-    std::smatch m;
-    static const std::regex address("on http://127\\.0\\.0\\.1:([0-9]+)/\n");
-    if (user.joinable() || !std::regex_search(r.out, m, address)) return;
-    user = std::thread([&, port = std::stoi(m[1]), pid = server.pid()] { with_server(port, pid); });
-  });
-  server.err().on_data([&](std::string_view data) { r.err += data; });
-  server.on_close([&](crew::exit_status s) { r.status = s; });
-  crew::test::run_within(loop, 60s);
-  if (user.joinable()) user.join();
-  return r;
+  return crew::test::run_program(CREW_SERVER, std::move(args), "on http://127\\.0\\.0\\.1:([0-9]+)/\n", with_server);
 }
 
 message::value_type json_of(const crew::test::http_answer& a) {

@@ -1,0 +1,44 @@
+// Runs one of crew's programs as a user runs it, for the tests of tests/app.
+#pragma once
+
+#include <regex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <crew/crew.hpp>
+
+#include "../unit/test_support.hpp"
+
+namespace crew::test {
+
+struct run_result {
+  crew::exit_status status;
+  std::string out, err;
+};
+
+/// Runs `program` with `args`. Once its stdout matches `ready` (whose first
+/// group is a port), `with_program(port, pid)` runs on a thread of its own;
+/// the program must then end by itself (or be told to). Gives how it ended.
+template <class Fn>
+run_result run_program(const std::string& program, std::vector<std::string> args, const std::string& ready,
+                       Fn with_program) {
+  crew::loop loop;
+  run_result r;
+  crew::child_process child = crew::spawn(program, std::move(args), {}, loop);
+  std::thread user;
+  std::regex pattern(ready);
+  child.out().on_data([&](std::string_view data) {
+    r.out += data;
+    std::smatch m;
+    if (user.joinable() || !std::regex_search(r.out, m, pattern)) return;
+    user = std::thread([&with_program, port = std::stoi(m[1]), pid = child.pid()] { with_program(port, pid); });
+  });
+  child.err().on_data([&](std::string_view data) { r.err += data; });
+  child.on_close([&](crew::exit_status s) { r.status = s; });
+  run_within(loop, std::chrono::seconds(60));
+  if (user.joinable()) user.join();
+  return r;
+}
+
+}  // namespace crew::test
