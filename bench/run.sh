@@ -2,6 +2,7 @@
 # make bench: every workload in crew and in Node, side by side; prints a table of
 # ratios and rewrites BENCHMARKS.md with the date and the machine.
 #
+# ONLY=text runs the workloads whose name contains it, and only prints their table.
 # Each side runs RUNS times (default 3) and keeps the median of each figure: the
 # machines are shared and noisy, so ratios from one run matter more than absolutes.
 set -euo pipefail
@@ -9,7 +10,8 @@ cd "$(dirname "$0")/.."
 bin=${1:-build/bin}
 runs=${RUNS:-3}
 
-# workload | crew-bench arguments | node script arguments
+# workload | crew-bench arguments | node script arguments | nginx (bench/nginx/http.sh) arguments, if any
+http="--workers 2 --connections 64 --seconds 5"
 workloads=(
   "post|post --count 1000000|bench/node/post.js --count 1000000"
   "queue_work|queue_work --count 200000 --in-flight 64|bench/node/queue_work.js --count 200000 --in-flight 64"
@@ -19,6 +21,10 @@ workloads=(
   "pipe|pipe --mib 1024|bench/node/pipe.js --mib 1024"
   "fork-ipc|fork-ipc --count 20000|bench/node/fork-ipc.js --count 20000"
   "worker|worker --count 100000|bench/node/worker.js --count 100000"
+  "http, round_robin|cluster-http --policy round_robin $http|bench/node/cluster-http.js --policy rr $http|$http"
+  "http, shared|cluster-http --policy shared $http|bench/node/cluster-http.js --policy shared $http|$http"
+  "http, reuseport|cluster-http --policy reuseport $http|-|$http --reuseport yes"
+  "http, no keep-alive, round_robin|cluster-http --policy round_robin --keep-alive no $http|bench/node/cluster-http.js --policy rr --keep-alive no $http|$http --keep-alive no"
 )
 
 # Runs a command RUNS times; prints `name median unit` per figure.
@@ -35,32 +41,50 @@ median_of_runs() {
 # Higher is better for rates; lower is better for times.
 better_when_higher() { [[ $1 == *per_s ]]; }
 
+# How far crew is ahead of a peer's value: crew/peer for rates, peer/crew for times.
+advantage() {
+  local crew_value=$1 peer_value=$2 unit=$3
+  if [[ -z $peer_value || $peer_value == - ]] || awk -v c="$crew_value" -v p="$peer_value" 'BEGIN { exit !(c == 0 || p == 0) }'; then
+    echo "-"
+  elif better_when_higher "$unit"; then
+    awk -v c="$crew_value" -v p="$peer_value" 'BEGIN { printf "%.2fx", c / p }'
+  else
+    awk -v c="$crew_value" -v p="$peer_value" 'BEGIN { printf "%.2fx", p / c }'
+  fi
+}
+
+value_of() { awk -v f="$1" '$1 == f { print $2 }' <<<"$2"; }
+
 rows=()
 for entry in "${workloads[@]}"; do
-  IFS='|' read -r name crew_args node_args <<<"$entry"
+  IFS='|' read -r name crew_args node_args nginx_args <<<"$entry"
+  [[ -n ${ONLY:-} && $name != *"$ONLY"* ]] && continue
   echo "bench: $name" >&2
   # shellcheck disable=SC2086
   crew_out=$(median_of_runs "$bin/crew-bench" $crew_args)
+  node_out=""
   # shellcheck disable=SC2086
-  node_out=$(median_of_runs node $node_args)
+  [[ $node_args != - ]] && node_out=$(median_of_runs node $node_args)
+  nginx_out=""
+  # shellcheck disable=SC2086
+  [[ -n $nginx_args ]] && nginx_out=$(median_of_runs bench/nginx/http.sh $nginx_args)
   while read -r figure crew_value unit; do
-    node_value=$(awk -v f="$figure" '$1 == f { print $2 }' <<<"$node_out")
-    if [[ -z $node_value ]]; then
-      ratio="-"
-    elif better_when_higher "$unit"; then
-      ratio=$(awk -v c="$crew_value" -v n="$node_value" 'BEGIN { printf "%.2fx", c / n }')
-    else
-      ratio=$(awk -v c="$crew_value" -v n="$node_value" 'BEGIN { printf "%.2fx", n / c }')
-    fi
-    rows+=("$name|$figure|$unit|$crew_value|${node_value:--}|$ratio")
+    node_value=$(value_of "$figure" "$node_out")
+    nginx_value=$(value_of "$figure" "$nginx_out")
+    rows+=("$name|$figure|$unit|$crew_value|${node_value:--}|$(advantage "$crew_value" "$node_value" "$unit")|${nginx_value:--}|$(advantage "$crew_value" "$nginx_value" "$unit")")
   done <<<"$crew_out"
 done
 
 table() {
-  echo "| workload | figure | unit | crew | node | crew's advantage |"
-  echo "|---|---|---|---:|---:|---:|"
+  echo "| workload | figure | unit | crew | node | crew vs node | nginx | crew vs nginx |"
+  echo "|---|---|---|---:|---:|---:|---:|---:|"
   for row in "${rows[@]}"; do echo "| ${row//|/ | } |"; done
 }
+
+if [[ -n ${ONLY:-} ]]; then  # a partial run leaves BENCHMARKS.md alone
+  table
+  exit 0
+fi
 
 cpu=$(awk -F': ' '/model name/ { print $2; exit }' /proc/cpuinfo)
 machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo), $(uname -sr)"
@@ -70,8 +94,9 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "Written by \`make bench\` (bench/run.sh) on $(date -u '+%Y-%m-%d %H:%M UTC')."
   echo
   echo "- machine: $machine"
-  echo "- node: $(node --version); libuv: $(pkg-config --modversion libuv); median of $runs runs per side"
-  echo "- crew's advantage: crew/node for rates (per_s), node/crew for times (us); above 1x, crew is ahead."
+  echo "- libuv: $(pkg-config --modversion libuv); median of $runs runs per side"
+  echo "- node: $(node --version); nginx: $(nginx -v 2>&1 | sed 's/.*nginx\///'); wrk $(wrk -v 2>&1 | awk 'NR == 1 { print $2 }')"
+  echo "- crew vs a peer: crew/peer for rates (per_s), peer/crew for times (us, ms); above 1x, crew is ahead."
   echo
   table
   echo
@@ -94,6 +119,13 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "  online event, mean of 20; \`worker_roundtrip\`, a small object to a worker and back, 100,000 times in"
   echo "  sequence (\`_nospin\`: crew with its default 50 us spin off); \`worker_one_way\`, 1,000,000 small"
   echo "  objects ({i}) main to worker until the worker has counted them all."
+  echo "- **http**: an HTTP server of 2 worker processes answering every GET with a short text, under wrk (2 threads,"
+  echo "  64 connections, 5 s, keep-alive unless said otherwise; bench/wrk/figures.lua reports for every side)."
+  echo "  crew: \`crew-bench cluster-http\` (crew's cluster and http); Node: the seeds' cluster server on node:http"
+  echo "  (Node 20 has no reuseport); nginx: \`return 200\` with worker_processes 2 (bench/nginx/http.sh)."
+  echo "  \`failed\` counts wrk's errors. \`worker_replace\`: one worker killed with SIGKILL, until its"
+  echo "  replacement listens (crew: restart policy without backoff; Node: \`cluster.fork()\` in 'exit')."
+  echo "  *no keep-alive*: a new connection per request, so round_robin measures the primary's hand-off rate."
 } > BENCHMARKS.md
 
 table

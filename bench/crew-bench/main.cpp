@@ -56,6 +56,10 @@ constexpr workload workloads[] = {
     {"fork-ipc-child", crew::bench::fork_ipc_child, "fork-ipc-child          (the child of fork-ipc)"},
     {"worker", crew::bench::worker_threads,
      "worker [--count N]      worker threads: worker_startup, worker_roundtrip, worker_one_way"},
+    {"cluster-http", crew::bench::cluster_http,
+     "cluster-http [--workers N] [--policy round_robin|shared|reuseport] [--connections C] [--seconds S]\n"
+     "                          [--threads T] [--keep-alive yes|no]  an HTTP cluster under wrk: req_per_s,\n"
+     "                          latency_p50, latency_p99, failed, worker_replace"},
 };
 
 int usage() {

@@ -45,5 +45,6 @@ int pipe(const options& opts);        // reading a child's stdout
 int fork_ipc(const options& opts);    // messages with a forked child over IPC
 int fork_ipc_child(const options& opts);
 int worker_threads(const options& opts);  // workers: startup, round trip, one-way messages
+int cluster_http(const options& opts);    // an HTTP cluster under wrk: requests per second, latency, replacement
 
 }  // namespace crew::bench

@@ -17,4 +17,9 @@ function report(name, value, unit) {
   console.log(`${name} ${Number(value.toPrecision(6))} ${unit}`);
 }
 
-module.exports = { integer, report };
+function text(name, fallback) {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? fallback : process.argv[i + 1];
+}
+
+module.exports = { integer, report, text };
