@@ -35,8 +35,9 @@ test-tsan: deps
 	@cmake --build --preset tsan -j $(JOBS)
 	@ctest --preset tsan
 
+# make run ARGS="--port 8080 --workers 4" passes flags to crew-server.
 run: build
-	@bash scripts/run-examples.sh build/bin
+	@exec build/bin/crew-server $(ARGS)
 
 bench: build
 	@bash bench/run.sh build/bin
