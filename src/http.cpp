@@ -397,18 +397,34 @@ void connection::flush() {
   std::vector<uv_buf_t> bufs;
   bufs.reserve(w->pieces.size());
   for (std::string& piece : w->pieces) bufs.push_back(uv_buf_init(piece.data(), static_cast<unsigned>(piece.size())));
-  w->req.data = this;
-  int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), bufs.data(), static_cast<unsigned>(bufs.size()),
-                    [](uv_write_t* req, int status) {
-                      auto* done = reinterpret_cast<write_request*>(req);
-                      auto* c = static_cast<connection*>(req->data);
-                      bool close = done->close_after || status < 0;
-                      delete done;
-                      if (close && !c->closing) c->close();
-                    });
-  if (rc != 0) {
+  // Most answers fit the socket's buffer: written at once, they need no write
+  // request (whose completion makes libuv re-arm the socket in epoll).
+  int written = uv_try_write(reinterpret_cast<uv_stream_t*>(&tcp), bufs.data(), static_cast<unsigned>(bufs.size()));
+  std::size_t skip = written > 0 ? static_cast<std::size_t>(written) : 0;
+  while (!bufs.empty() && skip >= bufs.front().len) {
+    skip -= bufs.front().len;
+    bufs.erase(bufs.begin());
+  }
+  if (bufs.empty() || (written < 0 && written != UV_EAGAIN)) {
+    bool close_after = w->close_after || written < 0;
     delete w;
-    return close();
+    if (close_after) return close();
+  } else {
+    bufs.front().base += skip;
+    bufs.front().len -= skip;
+    w->req.data = this;
+    int rc = uv_write(&w->req, reinterpret_cast<uv_stream_t*>(&tcp), bufs.data(), static_cast<unsigned>(bufs.size()),
+                      [](uv_write_t* req, int status) {
+                        auto* done = reinterpret_cast<write_request*>(req);
+                        auto* c = static_cast<connection*>(req->data);
+                        bool close = done->close_after || status < 0;
+                        delete done;
+                        if (close && !c->closing) c->close();
+                      });
+    if (rc != 0) {
+      delete w;
+      return close();
+    }
   }
   if (queue.empty() && !in_headers && !in_body)
     deadline = uv_now(loop.native()) + static_cast<uint64_t>(server->options.keep_alive_timeout.count());
