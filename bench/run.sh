@@ -24,6 +24,7 @@ workloads=(
   "http, round_robin|cluster-http --policy round_robin $http|bench/node/cluster-http.js --policy rr $http|$http"
   "http, shared|cluster-http --policy shared $http|bench/node/cluster-http.js --policy shared $http|$http"
   "http, reuseport|cluster-http --policy reuseport $http|-|$http --reuseport yes"
+  "http, rolling reload under load, round_robin|cluster-http --policy round_robin --reload yes $http|-|"
   "http, no keep-alive, round_robin|cluster-http --policy round_robin --keep-alive no $http|bench/node/cluster-http.js --policy rr --keep-alive no $http|$http --keep-alive no"
 )
 
@@ -126,6 +127,8 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "  \`failed\` counts wrk's errors. \`worker_replace\`: one worker killed with SIGKILL, until its"
   echo "  replacement listens (crew: restart policy without backoff; Node: \`cluster.fork()\` in 'exit')."
   echo "  *no keep-alive*: a new connection per request, so round_robin measures the primary's hand-off rate."
+  echo "  *rolling reload under load*: crew's primary reloads both workers halfway through wrk's run (\`failed\`"
+  echo "  is what the reload cost)."
 } > BENCHMARKS.md
 
 table

@@ -2,12 +2,15 @@
 //
 //   crew-bench cluster-http [--workers 2] [--policy round_robin|shared|reuseport]
 //                           [--connections 64] [--seconds 5] [--threads 2] [--keep-alive yes|no]
+//                           [--reload yes]
 //
 // The primary forks the workers (crew-bench itself, re-executed), waits until
 // all listen, runs wrk with bench/wrk/figures.lua and passes its figures on
 // (req_per_s, latency_p50, latency_p99, failed). Then it kills one worker
 // with SIGKILL and reports worker_replace, the time until a replacement
 // listens (restart without backoff, as the seeds' `cluster.fork()` in 'exit').
+// With --reload yes, the primary reloads every worker (SIGHUP's rolling
+// reload) halfway through wrk's run: `failed` then counts what the reload cost.
 #include <unistd.h>
 
 #include <crew/cluster.hpp>
@@ -49,6 +52,8 @@ int cluster_http(const options& opts) {
                                        "-s", opts.text("wrk-script", CREW_WRK_SCRIPT)};
   if (opts.text("keep-alive", "yes") == "no") wrk_args.insert(wrk_args.end(), {"-H", "Connection: close"});
 
+  bool reload = opts.text("reload", "no") == "yes";
+  timer halfway;
   cluster::primary primary({.args = {"cluster-http", "--policy", policy_name},
                             .scheduling = policy,
                             .restart = {.enabled = true, .first_delay = std::chrono::milliseconds(0)}});
@@ -57,6 +62,7 @@ int cluster_http(const options& opts) {
   std::string wrk_out;
   clock::time_point killed{};
   primary.on_listening([&](cluster::worker_process&, int port) {
+    if (wrk.pid() != 0 && killed == clock::time_point{}) return;  // a worker of the reload
     if (killed != clock::time_point{}) {  // the replacement
       report("worker_replace", seconds_since(killed) * 1000, "ms");
       primary.shutdown();
@@ -65,6 +71,12 @@ int cluster_http(const options& opts) {
     if (++listening < workers) return;
     wrk_args.push_back("http://127.0.0.1:" + std::to_string(port) + "/");
     wrk = crew::spawn("wrk", wrk_args);
+    if (reload)
+      halfway.start(std::chrono::milliseconds(opts.integer("seconds", 5) * 500), {}, [&] {
+        primary.reload([](std::error_code ec) {
+          if (ec) std::fprintf(stderr, "crew-bench: reload failed: %s\n", error_name(ec).c_str());
+        });
+      });
     wrk.out().on_data([&](std::string_view data) { wrk_out += data; });
     wrk.on_close([&](exit_status status) {
       static const std::regex figure("^[a-z_0-9]+ [0-9.]+ [a-z_]+$");

@@ -58,7 +58,7 @@ constexpr workload workloads[] = {
      "worker [--count N]      worker threads: worker_startup, worker_roundtrip, worker_one_way"},
     {"cluster-http", crew::bench::cluster_http,
      "cluster-http [--workers N] [--policy round_robin|shared|reuseport] [--connections C] [--seconds S]\n"
-     "                          [--threads T] [--keep-alive yes|no]  an HTTP cluster under wrk: req_per_s,\n"
+     "                          [--threads T] [--keep-alive yes|no] [--reload yes]  an HTTP cluster under wrk: req_per_s,\n"
      "                          latency_p50, latency_p99, failed, worker_replace"},
 };
 
