@@ -545,7 +545,10 @@ std::error_code server::serve_fd(int fd) {
 
 void server::close(crew::detail::unique_function<void()> done) {
   detail::server_state* s = state();
-  if (!s) return;
+  if (!s) {  // closed already (or never opened): nothing to wait for
+    if (done) crew::loop::current().post(std::move(done));
+    return;
+  }
   s->draining = true;
   s->drained = std::move(done);
   release();  // the block closes itself once the last connection has

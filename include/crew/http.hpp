@@ -133,7 +133,8 @@ class server : public crew::detail::handle_owner {
   /// listener's queue are taken and served first), lets the requests in flight
   /// finish (their answers go out with Connection: close), gives idle
   /// keep-alive connections 100 ms for a request already on its way (answered
-  /// the same way) before closing them, then runs done.
+  /// the same way) before closing them, then runs done. On a server closed
+  /// already, done runs on the loop.
   void close(crew::detail::unique_function<void()> done = {});
 
   /// Open connections, and requests answered since the start.

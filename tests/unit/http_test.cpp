@@ -253,6 +253,11 @@ TEST(http, graceful_close_finishes_the_request_in_flight_then_reports) {
   EXPECT_NE(out.find("Connection: close\r\n"), std::string::npos);
   EXPECT_NE(out.find("done\n"), std::string::npos);
   EXPECT_TRUE(closed);
+
+  bool closed_again = false;  // a second close has nothing to wait for, and says so
+  s->close([&] { closed_again = true; });
+  crew::test::run_within(loop, 20s);
+  EXPECT_TRUE(closed_again);
 }
 
 }  // namespace
