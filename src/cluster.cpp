@@ -48,6 +48,8 @@ namespace {
 
 using json = message::value_type;
 using wire::control;
+using wire::number_at;
+using wire::text_at;
 
 // NODE_UNIQUE_ID, read and removed from the environment before main(), as
 // Node's worker bootstrap does, so the worker's own children do not inherit it.
@@ -118,15 +120,15 @@ struct worker_side {
     });
     channel->on_internal_message([this](message m) {
       const json& v = m.value();
-      if (v.value("cmd", "") != "NODE_CLUSTER") return;
+      if (text_at(v, "cmd") != "NODE_CLUSTER") return;
       if (v.contains("ack")) {
-        auto it = awaiting.find(v["ack"].get<long>());
+        auto it = awaiting.find(number_at(v, "ack"));
         if (it == awaiting.end()) return;
         auto fn = std::move(it->second);
         awaiting.erase(it);
         return fn(std::move(m));
       }
-      std::string act = v.value("act", "");
+      std::string act = text_at(v, "act");
       if (act == "newconn") return accept(v, m);
       if (act == "disconnect") begin_disconnect(false);
     });
@@ -137,11 +139,11 @@ struct worker_side {
   void accept(const json& v, message& m) {
     if (m.fds().empty()) return;
     int fd = m.fds()[0];
-    auto it = round_robin.find(v.value("key", ""));
+    auto it = round_robin.find(text_at(v, "key"));
     bool accepted = it != round_robin.end() && !disconnecting && !it->second->serve_fd(fd);
     if (!accepted) ::close(fd);
     json reply = control("accepted");
-    reply["ack"] = v.value("seq", 0L);
+    reply["ack"] = number_at(v, "seq");
     reply["accepted"] = accepted;
     channel->send(std::move(reply));
   }
@@ -212,9 +214,9 @@ void listen(http::server& server, int port, detail::unique_function<void(result<
   side.awaiting[seq] = [&side, &server, done = std::move(done), host,
                         hold = loop::keep_alive(loop::current())](message reply) mutable {
     const json& v = reply.value();
-    if (v.contains("errno")) return done(uv_error(v["errno"].get<int>()));
-    int bound = v.value("port", 0);
-    std::string kind = v.value("policy", "");
+    if (v.contains("errno")) return done(uv_error(static_cast<int>(number_at(v, "errno", UV_EINVAL))));
+    int bound = static_cast<int>(number_at(v, "port"));
+    std::string kind = text_at(v, "policy");
     std::error_code ec;
     if (kind == "shared") {
       ec = reply.fds().empty() ? uv_error(UV_EBADF) : server.listen_fd(reply.fds()[0]);
@@ -222,7 +224,7 @@ void listen(http::server& server, int port, detail::unique_function<void(result<
       result<int> fd = wire::bound_socket(host, bound, true, 511);
       ec = fd ? server.listen_fd(*fd) : fd.error();
     } else {
-      side.round_robin[v.value("key", "")] = &server;
+      side.round_robin[text_at(v, "key")] = &server;
       side.hold = std::move(hold);
     }
     if (ec) return done(ec);

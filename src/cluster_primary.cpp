@@ -15,6 +15,8 @@ namespace {
 
 using json = message::value_type;
 using wire::control;
+using wire::number_at;
+using wire::text_at;
 
 std::uint64_t resident_bytes(pid_t pid) {
   std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
@@ -316,8 +318,8 @@ void primary::schedule_restart(std::chrono::steady_clock::duration lived, int re
 
 void primary::handle_internal(worker_process& w, message m) {
   const json& v = m.value();
-  if (v.value("cmd", "") != "NODE_CLUSTER") return;
-  std::string act = v.value("act", "");
+  if (text_at(v, "cmd") != "NODE_CLUSTER") return;
+  std::string act = text_at(v, "act");
   if (act == "online") {
     if (on_online_) on_online_(w);
   } else if (act == "queryServer") {
@@ -325,24 +327,25 @@ void primary::handle_internal(worker_process& w, message m) {
   } else if (act == "listening") {
     bool first = !w.listening_;
     w.listening_ = true;
-    if (on_listening_) on_listening_(w, v.value("port", 0));
+    if (on_listening_) on_listening_(w, static_cast<int>(number_at(v, "port")));
     if (first && w.ready_) std::exchange(w.ready_, {})(true);
   } else if (act == "accepted") {
-    settle(v.value("ack", 0L), v.value("accepted", false));
+    settle(number_at(v, "ack"), wire::flag_at(v, "accepted"));
   } else if (act == "exitedAfterDisconnect") {
     w.exited_after_disconnect_ = true;
     forget(w.id());
   } else if (act == "crew:figures") {
-    w.requests_served_ = v.value("requests", std::uint64_t{0});
+    w.requests_served_ = static_cast<std::uint64_t>(std::max(0L, number_at(v, "requests")));
   }
 }
 
 void primary::query_server(worker_process& w, const json& request) {
-  std::string host = request.value("address", "127.0.0.1");
-  int port = request.value("port", 0);
+  std::string host = text_at(request, "address", "127.0.0.1");
+  long port = number_at(request, "port", -1);
+  if (port < 0 || port > 65535) port = -1;  // missing, not a number or out of range: EINVAL below
   std::string key = host + ":" + std::to_string(port);
   json reply = control("queryServer");
-  reply["ack"] = request.value("seq", 0L);
+  reply["ack"] = number_at(request, "seq");
   reply["key"] = key;
 
   auto it = listeners_.find(key);
@@ -352,7 +355,7 @@ void primary::query_server(worker_process& w, const json& request) {
     l->key = key;
     l->owner = this;
     bool reuse = l->kind == policy::reuseport;
-    result<int> fd = wire::bound_socket(host, port, reuse, reuse ? 0 : 511);
+    result<int> fd = wire::bound_socket(host, static_cast<int>(port), reuse, reuse ? 0 : 511);
     if (!fd) {
       reply["errno"] = fd.error().value();  // libuv's negative code, as Node sends it
       w.process_.channel().send(std::move(reply));

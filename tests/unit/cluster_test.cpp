@@ -394,4 +394,29 @@ TEST(cluster, a_worker_past_the_memory_limit_is_replaced) {
   EXPECT_EQ(expected, (std::vector<bool>{true, true}));
 }
 
+// Control messages of the wrong shapes (strings for numbers, ports out of
+// range, unknown acts) change nothing: the primary goes on, and the same
+// worker then listens and serves.
+TEST(cluster, malformed_control_messages_leave_the_primary_serving) {
+  crew::loop loop;
+  primary p({.exec = CREW_FIXTURE, .args = {"cluster-garbage"}}, loop);
+  std::string answer;
+  std::thread client;
+  int bound = 0;
+  p.on_listening([&](worker_process& w, int port) {
+    bound = port;
+    client = std::thread([&, port, pid = w.pid()] {
+      answer = get(port);
+      EXPECT_EQ(answer, std::to_string(pid));
+      loop.post([&] { p.shutdown(); });
+    });
+  });
+  p.fork();
+  crew::test::run_within(loop, 30s);
+  if (client.joinable()) client.join();
+  EXPECT_GT(bound, 0);
+  EXPECT_FALSE(answer.empty());
+  EXPECT_EQ(p.figures().size(), 0u);
+}
+
 }  // namespace
