@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
     crew::cluster::primary primary(
         {.exec = crew::cluster::exec_path(), .args = args, .scheduling = policy, .restart = {.enabled = true}});
     std::printf("Primary %d is running\n", getpid());
-    primary.on_listening([](crew::cluster::worker_process& w, int p) {
-      std::printf("worker %d (pid %d) listening on %d\n", w.id(), w.pid(), p);
+    primary.on_listening([](crew::cluster::worker_process& w, const crew::cluster::address& at) {
+      std::printf("worker %d (pid %d) listening on %s:%d\n", w.id(), w.pid(), at.host.c_str(), at.port);
       std::fflush(stdout);
     });
     primary.on_exit([](crew::cluster::worker_process& w, crew::exit_status status) {

@@ -230,6 +230,8 @@ void listen(http::server& server, int port, detail::unique_function<void(result<
     if (ec) return done(ec);
     side.servers.push_back(&server);
     json listening = control("listening");
+    listening["addressType"] = 4;
+    listening["address"] = host;
     listening["port"] = bound;
     side.channel->send(std::move(listening));
     if (!side.report) {

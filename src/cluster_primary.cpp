@@ -327,7 +327,7 @@ void primary::handle_internal(worker_process& w, message m) {
   } else if (act == "listening") {
     bool first = !w.listening_;
     w.listening_ = true;
-    if (on_listening_) on_listening_(w, static_cast<int>(number_at(v, "port")));
+    if (on_listening_) on_listening_(w, address{text_at(v, "address"), static_cast<int>(number_at(v, "port"))});
     if (first && w.ready_) std::exchange(w.ready_, {})(true);
   } else if (act == "accepted") {
     settle(number_at(v, "ack"), wire::flag_at(v, "accepted"));

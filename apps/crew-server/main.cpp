@@ -28,11 +28,10 @@ int run_primary(const crew_server::options& o, int argc, char** argv) {
                                   .scheduling = o.policy,
                                   .restart = {.enabled = true}});
   int exit_code = 0;
-  bool announced = false;
-  primary.on_listening([&](crew::cluster::worker_process&, int port) {
-    if (announced) return;
-    announced = true;
-    std::printf("crew-server %d: %d workers on http://%s:%d/\n", getpid(), o.workers, o.host.c_str(), port);
+  int listening = 0;  // announced once every first worker listens
+  primary.on_listening([&](crew::cluster::worker_process&, const crew::cluster::address& at) {
+    if (++listening != o.workers) return;
+    std::printf("crew-server %d: %d workers on http://%s:%d/\n", getpid(), o.workers, at.host.c_str(), at.port);
     std::fflush(stdout);
   });
   primary.on_exit([&](crew::cluster::worker_process& w, crew::exit_status s) {

@@ -61,7 +61,8 @@ int cluster_http(const options& opts) {
   child_process wrk;
   std::string wrk_out;
   clock::time_point killed{};
-  primary.on_listening([&](cluster::worker_process&, int port) {
+  primary.on_listening([&](cluster::worker_process&, const cluster::address& at) {
+    int port = at.port;
     if (wrk.pid() != 0 && killed == clock::time_point{}) return;  // a worker of the reload
     if (killed != clock::time_point{}) {  // the replacement
       report("worker_replace", seconds_since(killed) * 1000, "ms");

@@ -78,6 +78,12 @@ bool is_primary() noexcept;
 /// A worker's id (1, 2, ...); 0 in the primary.
 int worker_id() noexcept;
 
+/// Where a worker listens (Node's address object of the 'listening' event).
+struct address {
+  std::string host;  ///< "127.0.0.1"
+  int port = 0;      ///< the port every worker shares
+};
+
 /// One worker's figures, as the primary sees them.
 struct worker_figures {
   int id = 0;
@@ -143,7 +149,7 @@ class primary {
   using worker_event = detail::unique_function<void(worker_process&)>;
   void on_fork(worker_event fn) { on_fork_ = std::move(fn); }
   void on_online(worker_event fn) { on_online_ = std::move(fn); }
-  void on_listening(detail::unique_function<void(worker_process&, int port)> fn) { on_listening_ = std::move(fn); }
+  void on_listening(detail::unique_function<void(worker_process&, const address&)> fn) { on_listening_ = std::move(fn); }
   void on_message(detail::unique_function<void(worker_process&, message)> fn) { on_message_ = std::move(fn); }
   void on_disconnect(worker_event fn) { on_disconnect_ = std::move(fn); }
   void on_exit(detail::unique_function<void(worker_process&, exit_status)> fn) { on_exit_ = std::move(fn); }
@@ -204,7 +210,7 @@ class primary {
   std::map<long, handoff> handoffs_;  // round robin: connections sent, awaiting the worker's answer
   long next_seq_ = 1;
   worker_event on_fork_, on_online_, on_disconnect_;
-  detail::unique_function<void(worker_process&, int)> on_listening_;
+  detail::unique_function<void(worker_process&, const address&)> on_listening_;
   detail::unique_function<void(worker_process&, message)> on_message_;
   detail::unique_function<void(worker_process&, exit_status)> on_exit_;
   detail::unique_function<void()> on_crash_loop_;

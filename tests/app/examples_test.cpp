@@ -35,8 +35,10 @@ TEST(examples, graceful_shutdown_answers_the_request_in_flight_then_exits_0) {
 }
 
 TEST(examples, cluster_http_answers_from_every_worker_reloads_and_shuts_down) {
+  // Ready once both workers listen.
   auto r = crew::test::run_program(
-      CREW_BIN "/cluster-http", {"--port", "0", "--workers", "2"}, "worker 2 \\(pid [0-9]+\\) listening on ([0-9]+)\n",
+      CREW_BIN "/cluster-http", {"--port", "0", "--workers", "2"},
+      "listening on 127\\.0\\.0\\.1:([0-9]+)\n[\\s\\S]*listening on 127\\.0\\.0\\.1:[0-9]+\n",
       [](int port, pid_t primary) {
         auto hellos = [port] {
           std::set<std::string> seen;

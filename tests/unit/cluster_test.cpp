@@ -50,7 +50,8 @@ void serve_with(policy kind, std::set<std::string>& answered, std::set<std::stri
   primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .scheduling = kind}, loop);
   int listening = 0, port = 0;
   std::thread client;
-  p.on_listening([&](worker_process& w, int bound) {
+  p.on_listening([&](worker_process& w, const crew::cluster::address& at) {
+    int bound = at.port;
     workers.insert(std::to_string(w.pid()));
     if (port != 0) {
       EXPECT_EQ(bound, port);  // port 0: every worker gets the same port
@@ -107,8 +108,9 @@ TEST(cluster, a_worker_reports_every_event_and_finishes_its_request_on_sigterm) 
   std::thread client;
   p.on_fork([&](worker_process&) { events.push_back("fork"); });
   p.on_online([&](worker_process&) { events.push_back("online"); });
-  p.on_listening([&](worker_process&, int port) {
-    events.push_back("listening");
+  p.on_listening([&](worker_process&, const crew::cluster::address& at) {
+    int port = at.port;
+    events.push_back("listening " + at.host);
     client = std::thread([&answer, port] { answer = get(port, "/slow"); });
   });
   p.on_message([&](worker_process& w, crew::message m) {
@@ -125,7 +127,7 @@ TEST(cluster, a_worker_reports_every_event_and_finishes_its_request_on_sigterm) 
   p.fork();
   crew::test::run_within(loop, 30s);
   if (client.joinable()) client.join();
-  EXPECT_EQ(events, (std::vector<std::string>{"fork", "online", "listening", "message", "disconnect", "exit 0 0"}));
+  EXPECT_EQ(events, (std::vector<std::string>{"fork", "online", "listening 127.0.0.1", "message", "disconnect", "exit 0 0"}));
   EXPECT_FALSE(answer.empty());
   EXPECT_TRUE(p.workers().empty());
 }
@@ -156,7 +158,7 @@ TEST(cluster, a_killed_worker_is_replaced_and_a_crash_loop_stops) {
   crew::loop again;
   primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .restart = {.enabled = true}}, again);
   std::vector<int> listened;
-  p.on_listening([&](worker_process& w, int) {
+  p.on_listening([&](worker_process& w, const crew::cluster::address&) {
     listened.push_back(w.pid());
     if (listened.size() == 1) w.kill(SIGKILL);
     else
@@ -180,7 +182,8 @@ TEST(cluster, a_rolling_reload_under_load_fails_no_request) {
   std::set<std::string> after;
   std::vector<std::thread> clients;
   std::vector<std::string> exits;
-  p.on_listening([&](worker_process& w, int port) {
+  p.on_listening([&](worker_process& w, const crew::cluster::address& at) {
+    int port = at.port;
     if (before.size() == 2) return;  // a replacement
     before.insert(std::to_string(w.pid()));
     if (before.size() < 2) return;
@@ -229,7 +232,8 @@ TEST(cluster, shutdown_answers_the_requests_in_flight) {
   std::vector<std::thread> clients;
   int listening = 0, started = 0;
   bool finished = false;
-  p.on_listening([&](worker_process&, int port) {
+  p.on_listening([&](worker_process&, const crew::cluster::address& at) {
+    int port = at.port;
     if (++listening < 2) return;
     for (int i = 0; i < requests; ++i) clients.emplace_back([&answers, port, i] { answers[i] = get(port, "/slow"); });
   });
@@ -258,7 +262,8 @@ TEST(cluster, a_worker_killed_under_load_is_replaced_while_the_other_serves) {
   std::mutex lock;
   std::set<std::string> answered_after_kill;
   std::thread load;
-  p.on_listening([&](worker_process& w, int port) {
+  p.on_listening([&](worker_process& w, const crew::cluster::address& at) {
+    int port = at.port;
     pids.push_back(std::to_string(w.pid()));
     if (pids.size() != 2) return;
     load = std::thread([&, port] {
@@ -346,7 +351,8 @@ TEST(cluster, the_primary_knows_each_workers_figures) {
   std::thread load;
   crew::timer poll(loop);
   crew::cluster::worker_figures seen;
-  p.on_listening([&](worker_process&, int port) {
+  p.on_listening([&](worker_process&, const crew::cluster::address& at) {
+    int port = at.port;
     load = std::thread([&, port] {
       for (int i = 0; i < 25; ++i) get(port);
       loop.post([&] {
@@ -378,7 +384,8 @@ TEST(cluster, a_worker_past_the_memory_limit_is_replaced) {
   primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .restart = {.max_memory_bytes = 48 << 20}}, loop);
   std::vector<int> restarts;
   std::thread grow;
-  p.on_listening([&](worker_process& w, int port) {
+  p.on_listening([&](worker_process& w, const crew::cluster::address& at) {
+    int port = at.port;
     restarts.push_back(w.figures().restarts);
     if (restarts.size() == 1) grow = std::thread([port] { get(port, "/grow"); });
   });
@@ -403,7 +410,8 @@ TEST(cluster, malformed_control_messages_leave_the_primary_serving) {
   std::string answer;
   std::thread client;
   int bound = 0;
-  p.on_listening([&](worker_process& w, int port) {
+  p.on_listening([&](worker_process& w, const crew::cluster::address& at) {
+    int port = at.port;
     bound = port;
     client = std::thread([&, port, pid = w.pid()] {
       answer = get(port);
