@@ -264,8 +264,11 @@ TEST(cluster, a_worker_killed_under_load_is_replaced_while_the_other_serves) {
   std::thread load;
   p.on_listening([&](worker_process& w, const crew::cluster::address& at) {
     int port = at.port;
-    pids.push_back(std::to_string(w.pid()));
-    if (pids.size() != 2) return;
+    {
+      std::lock_guard guard(lock);  // the load thread reads pids too
+      pids.push_back(std::to_string(w.pid()));
+      if (pids.size() != 2) return;
+    }
     load = std::thread([&, port] {
       for (int n = 0; n < 100'000; ++n) {
         std::string pid = get(port);
@@ -278,8 +281,7 @@ TEST(cluster, a_worker_killed_under_load_is_replaced_while_the_other_serves) {
         if (pid.empty()) ++failures;
         std::lock_guard guard(lock);
         answered_after_kill.insert(pid);
-        if (answered_after_kill.size() >= 2 && !answered_after_kill.count(pids[0]) && pids.size() == 3 &&
-            answered_after_kill.count(pids[2]))
+        if (pids.size() == 3 && answered_after_kill.count(pids[1]) && answered_after_kill.count(pids[2]))
           break;  // the survivor and the replacement both answered
       }
       loop.post([&] { p.shutdown(); });
