@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <csignal>
 #include <fstream>
 
@@ -36,6 +37,7 @@ struct primary::listener {
   std::vector<int> workers;  // the workers serving it (round robin: in turn)
   std::size_t next = 0;
   uv_poll_t* poll = nullptr;  // round robin: readable when a connection waits
+  std::unique_ptr<timer> pause;  // round robin: accepting again after a full descriptor table
   primary* owner = nullptr;
 
   ~listener() {
@@ -43,12 +45,28 @@ struct primary::listener {
     if (fd >= 0) ::close(fd);
   }
 
+  void start_accepting() {
+    uv_poll_start(poll, UV_READABLE, [](uv_poll_t* p, int status, int) {
+      if (status == 0) static_cast<listener*>(p->data)->accept_waiting();
+    });
+  }
+
   // Round robin: accept what waits and hand each connection to the next worker.
   void accept_waiting() {
     for (;;) {
       int connection = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (connection < 0) return;  // EAGAIN, or EMFILE: the rest waits in the kernel's queue
-      owner->dispatch(*this, connection);
+      if (connection >= 0) {
+        owner->dispatch(*this, connection);
+        continue;
+      }
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        // No descriptor for it: the connection waits in the kernel's queue.
+        // Polling again at once would spin, so accepting pauses for 100 ms.
+        uv_poll_stop(poll);
+        if (!pause) pause = std::make_unique<timer>(owner->loop_);
+        pause->start(std::chrono::milliseconds(100), {}, [this] { start_accepting(); });
+      }
+      return;  // EAGAIN: nothing more waits
     }
   }
 };
@@ -367,9 +385,7 @@ void primary::query_server(worker_process& w, const json& request) {
       l->poll = new uv_poll_t;
       uv_poll_init(loop_.native(), l->poll, l->fd);
       l->poll->data = l.get();
-      uv_poll_start(l->poll, UV_READABLE, [](uv_poll_t* p, int status, int) {
-        if (status == 0) static_cast<listener*>(p->data)->accept_waiting();
-      });
+      l->start_accepting();
     }
     it = listeners_.emplace(key, std::move(l)).first;
   }
