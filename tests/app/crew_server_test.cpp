@@ -100,17 +100,10 @@ TEST(crew_server, sighup_replaces_every_worker) {
 }
 
 TEST(crew_server, a_port_in_use_is_a_clear_error_and_exit_code_1) {
-  int holder = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  ASSERT_EQ(listen(holder, 1), 0);
-  socklen_t length = sizeof address;
-  getsockname(holder, reinterpret_cast<sockaddr*>(&address), &length);
-  std::string port = std::to_string(ntohs(address.sin_port));
+  crew::test::held_port holder;
+  ASSERT_NE(holder.port(), 0);
+  std::string port = std::to_string(holder.port());
   run_result r = run_server({"--port", port, "--workers", "2"}, [](int, pid_t) {});
-  close(holder);
   EXPECT_EQ(r.status.code, 1);
   EXPECT_NE(r.err.find("cannot listen on 127.0.0.1:" + port + ": EADDRINUSE"), std::string::npos) << r.err;
 }

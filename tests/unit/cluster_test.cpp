@@ -326,25 +326,17 @@ TEST(cluster, workers_exit_when_their_primary_is_killed) {
 // A port another process holds: the worker's listen fails with EADDRINUSE
 // (the fixture then exits with 3).
 TEST(cluster, a_port_in_use_fails_the_workers_listen) {
-  int holder = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  ASSERT_EQ(bind(holder, reinterpret_cast<sockaddr*>(&address), sizeof address), 0);
-  ASSERT_EQ(::listen(holder, 1), 0);
-  socklen_t length = sizeof address;
-  getsockname(holder, reinterpret_cast<sockaddr*>(&address), &length);
+  crew::test::held_port holder;
+  ASSERT_NE(holder.port(), 0);
   for (policy kind : {policy::round_robin, policy::shared, policy::reuseport}) {
     crew::loop loop;
-    primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", std::to_string(ntohs(address.sin_port))}, .scheduling = kind},
-              loop);
+    primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", std::to_string(holder.port())}, .scheduling = kind}, loop);
     crew::exit_status status;
     p.on_exit([&](worker_process&, crew::exit_status s) { status = s; });
     p.fork();
     crew::test::run_within(loop, 30s);
     EXPECT_EQ(status.code, 3);
   }
-  close(holder);
 }
 
 TEST(cluster, the_primary_knows_each_workers_figures) {

@@ -25,6 +25,30 @@ inline int connect_to(int port) {
   return -1;
 }
 
+/// A socket listening on 127.0.0.1, holding a free port for a test that
+/// needs the port taken. Closes on destruction.
+class held_port {
+ public:
+  held_port() : fd_(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+    socklen_t length = sizeof address;
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 && ::listen(fd_, 1) == 0 &&
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) == 0)
+      port_ = ntohs(address.sin_port);
+  }
+  ~held_port() { close(fd_); }
+  held_port(const held_port&) = delete;
+  held_port& operator=(const held_port&) = delete;
+  /// The port; 0 if none could be had.
+  int port() const noexcept { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
+
 struct http_answer {
   int status = 0;  ///< 0: the request failed (refused, reset, cut short)
   std::string head;

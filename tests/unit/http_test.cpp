@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "crew/timer.hpp"
+#include "http_client.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -30,17 +31,8 @@ struct piece {
 // A blocking client on its own thread: sends the pieces, reads until the
 // server closes (or 10 s pass), returns everything read.
 std::string client(int port, std::vector<piece> pieces) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  timeval timeout{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof timeout);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_port = htons(static_cast<uint16_t>(port));
-  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) != 0) {
-    close(fd);
-    return "connect failed";
-  }
+  int fd = crew::test::connect_to(port);
+  if (fd < 0) return "connect failed";
   for (const piece& p : pieces) {
     std::this_thread::sleep_for(p.pause_before);
     if (send(fd, p.bytes.data(), p.bytes.size(), MSG_NOSIGNAL) < 0) break;
