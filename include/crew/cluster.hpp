@@ -111,6 +111,11 @@ class worker_process {
   /// Whether it was disconnected on purpose (by the primary or by itself), so
   /// that its exit is expected and not restarted.
   bool exited_after_disconnect() const noexcept { return exited_after_disconnect_; }
+  /// With settings::silent, the worker's stdout and stderr (Node's
+  /// worker.process.stdout): read them, or a worker that writes much blocks
+  /// once the pipe is full. Closed streams otherwise.
+  stream& out() noexcept { return process_.out(); }
+  stream& err() noexcept { return process_.err(); }
   /// When it was started.
   std::chrono::steady_clock::time_point started() const noexcept { return started_; }
   worker_figures figures() const;

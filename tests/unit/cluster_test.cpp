@@ -305,9 +305,11 @@ TEST(cluster, workers_exit_when_their_primary_is_killed) {
   std::string out;
   std::vector<pid_t> workers;
   primary_process.out().on_data([&](std::string_view data) {
-    out += data;
-    if (!out.ends_with("\n")) return;
-    std::istringstream words(out.substr(out.find("ready") + 5));
+    out += data;  // the workers' own lines come through this pipe too
+    std::size_t ready = out.find("ready ");
+    std::size_t end = ready == std::string::npos ? ready : out.find('\n', ready);
+    if (end == std::string::npos || !workers.empty()) return;
+    std::istringstream words(out.substr(ready + 6, end - ready - 6));
     for (pid_t pid; words >> pid;) workers.push_back(pid);
     primary_process.kill(SIGKILL);
   });
@@ -419,6 +421,22 @@ TEST(cluster, malformed_control_messages_leave_the_primary_serving) {
   EXPECT_GT(bound, 0);
   EXPECT_FALSE(answer.empty());
   EXPECT_EQ(p.figures().size(), 0u);
+}
+
+// silent: the workers' output comes through pipes the primary's user reads.
+TEST(cluster, a_silent_workers_output_is_read_through_its_pipes) {
+  crew::loop loop;
+  primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .silent = true}, loop);
+  std::string out;
+  pid_t pid = 0;
+  p.on_fork([&](worker_process& w) {
+    pid = w.pid();
+    w.out().on_data([&](std::string_view data) { out += data; });
+  });
+  p.on_listening([&](worker_process&, const crew::cluster::address&) { p.shutdown(); });
+  p.fork();
+  crew::test::run_within(loop, 30s);
+  EXPECT_EQ(out, "worker " + std::to_string(pid) + " listening\n");
 }
 
 }  // namespace
