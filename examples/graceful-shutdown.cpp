@@ -26,14 +26,9 @@ int main(int argc, char** argv) {
     slow_answers.emplace_back().start(delay, {}, [res = std::move(res)]() mutable { res.send("slow hello\n"); });
   });
   crew::http::server server(std::move(routes));
-  crew::result<int> bound = server.listen(port);
-  if (!bound) {
-    std::fprintf(stderr, "cannot listen on port %d: %s\n", port, crew::error_name(bound.error()).c_str());
-    return 1;
-  }
-  std::printf("server %d listening on port %d\n", getpid(), *bound);
-  std::fflush(stdout);
 
+  // The watchers come first: a SIGTERM that arrives once the server is up
+  // must find them.
   auto shut_down = [&](int signal) {
     std::printf("%s received: closing the server\n", signal == SIGTERM ? "SIGTERM" : "SIGINT");
     std::fflush(stdout);
@@ -44,6 +39,14 @@ int main(int argc, char** argv) {
   };
   crew::signal_watcher term = crew::on_signal(SIGTERM, shut_down);
   crew::signal_watcher interrupt = crew::on_signal(SIGINT, shut_down);
+
+  crew::result<int> bound = server.listen(port);
+  if (!bound) {
+    std::fprintf(stderr, "cannot listen on port %d: %s\n", port, crew::error_name(bound.error()).c_str());
+    return 1;
+  }
+  std::printf("server %d listening on port %d\n", getpid(), *bound);
+  std::fflush(stdout);
   crew::loop::current().run();
   return 0;
 }
