@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
 #include <fstream>
 
 #include "crew/cluster.hpp"
@@ -99,6 +100,13 @@ worker_process& primary::start(environment env, int restarts) {
   int id = next_id_++;
   environment with_id = env;
   with_id["NODE_UNIQUE_ID"] = std::to_string(id);
+  // libuv accepts every connection waiting on a readable listener, so on a
+  // shared socket the first worker to wake takes a whole burst (measured: 64
+  // of wrk's 64 connections). Its UV_TCP_SINGLE_ACCEPT switch makes a worker
+  // yield after each accept, and the burst spreads.
+  if (settings_.scheduling == policy::shared && !with_id.contains("UV_TCP_SINGLE_ACCEPT") &&
+      !std::getenv("UV_TCP_SINGLE_ACCEPT"))
+    with_id["UV_TCP_SINGLE_ACCEPT"] = "1";
   child_process process =
       crew::fork(settings_.exec, settings_.args, {.extra_env = std::move(with_id), .silent = settings_.silent}, loop_);
   auto owned = std::unique_ptr<worker_process>(new worker_process(*this, id, restarts, std::move(env), std::move(process)));

@@ -94,8 +94,14 @@ class http_client {
   http_client(const http_client&) = delete;
   http_client& operator=(const http_client&) = delete;
 
+  /// Connects now (get() connects when it has no connection).
+  bool connect() {
+    if (fd_ < 0) fd_ = connect_to(port_);
+    return fd_ >= 0;
+  }
+
   http_answer get(const std::string& path = "/") {
-    if (fd_ < 0 && (fd_ = connect_to(port_)) < 0) return {};
+    if (!connect()) return {};
     std::string text = "GET " + path + " HTTP/1.1\r\nHost: x\r\n\r\n";
     http_answer answer;
     if (send(fd_, text.data(), text.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(text.size())) answer = read_answer(fd_);
