@@ -23,15 +23,16 @@ int main(int argc, char** argv) {
   int port = static_cast<int>(examples::option(argc, argv, "--port", 8000));
   if (crew::cluster::is_primary()) {
     long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()));
-    crew::cluster::policy policy = crew::cluster::policy::round_robin;
+    std::optional<crew::cluster::policy> policy = crew::cluster::policy::round_robin;
     for (int i = 1; i + 1 < argc; ++i)
-      if (std::strcmp(argv[i], "--policy") == 0)
-        policy = std::strcmp(argv[i + 1], "shared") == 0      ? crew::cluster::policy::shared
-                 : std::strcmp(argv[i + 1], "reuseport") == 0 ? crew::cluster::policy::reuseport
-                                                               : crew::cluster::policy::round_robin;
+      if (std::strcmp(argv[i], "--policy") == 0) policy = crew::cluster::policy_named(argv[i + 1]);
+    if (!policy) {
+      std::fprintf(stderr, "--policy: round_robin, shared or reuseport\n");
+      return 2;
+    }
     std::vector<std::string> args(argv + 1, argv + argc);
     crew::cluster::primary primary(
-        {.exec = crew::cluster::exec_path(), .args = args, .scheduling = policy, .restart = {.enabled = true}});
+        {.exec = crew::cluster::exec_path(), .args = args, .scheduling = *policy, .restart = {.enabled = true}});
     std::printf("Primary %d is running\n", getpid());
     primary.on_listening([](crew::cluster::worker_process& w, const crew::cluster::address& at) {
       std::printf("worker %d (pid %d) listening on %s:%d\n", w.id(), w.pid(), at.host.c_str(), at.port);

@@ -44,6 +44,21 @@ int port_of(int fd) {
 
 }  // namespace wire
 
+std::string_view policy_name(policy p) noexcept {
+  switch (p) {
+    case policy::shared: return "shared";
+    case policy::reuseport: return "reuseport";
+    case policy::round_robin: break;
+  }
+  return "round_robin";
+}
+
+std::optional<policy> policy_named(std::string_view name) noexcept {
+  for (policy p : {policy::round_robin, policy::shared, policy::reuseport})
+    if (policy_name(p) == name) return p;
+  return std::nullopt;
+}
+
 namespace {
 
 using json = message::value_type;
@@ -216,11 +231,11 @@ void listen(http::server& server, int port, detail::unique_function<void(result<
     const json& v = reply.value();
     if (v.contains("errno")) return done(uv_error(static_cast<int>(number_at(v, "errno", UV_EINVAL))));
     int bound = static_cast<int>(number_at(v, "port"));
-    std::string kind = text_at(v, "policy");
+    std::optional<policy> kind = policy_named(text_at(v, "policy"));
     std::error_code ec;
-    if (kind == "shared") {
+    if (kind == policy::shared) {
       ec = reply.fds().empty() ? uv_error(UV_EBADF) : server.listen_fd(reply.fds()[0]);
-    } else if (kind == "reuseport") {
+    } else if (kind == policy::reuseport) {
       result<int> fd = wire::bound_socket(host, bound, true, 511);
       ec = fd ? server.listen_fd(*fd) : fd.error();
     } else {

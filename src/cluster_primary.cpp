@@ -180,7 +180,7 @@ void primary::dispatch(listener& l, int connection) {
   worker_process* target = nullptr;
   for (std::size_t tries = 0; tries < l.workers.size() && !target; ++tries) {
     auto it = workers_.find(l.workers[l.next++ % l.workers.size()]);
-    if (it != workers_.end() && !it->second->is_dead()) target = it->second.get();
+    if (it != workers_.end()) target = it->second.get();
   }
   if (!target) {
     ::close(connection);
@@ -200,19 +200,18 @@ void primary::settle(long seq, bool accepted) {
   if (it == handoffs_.end()) return;
   handoff h = it->second;
   handoffs_.erase(it);
+  if (accepted) {
+    ::close(h.fd);
+    return;
+  }
+  // Refused: the worker is closing its servers. It gets no more connections,
+  // and this one (as any other it holds) goes to another worker.
+  forget(h.worker);
   auto l = listeners_.find(h.key);
-  if (accepted || l == listeners_.end()) {
+  if (l == listeners_.end())
     ::close(h.fd);
-    return;
-  }
-  // Refused (the worker is closing that server): another worker takes it.
-  std::erase(l->second->workers, h.worker);
-  if (l->second->workers.empty()) {
-    ::close(h.fd);
-    listeners_.erase(l);
-    return;
-  }
-  dispatch(*l->second, h.fd);
+  else
+    dispatch(*l->second, h.fd);
 }
 
 // Disconnects a worker: it gets no new connections, finishes, exits; past
@@ -400,23 +399,10 @@ void primary::query_server(worker_process& w, const json& request) {
   listener& l = *it->second;
   reply["port"] = l.port;
   l.workers.push_back(w.id());
-  switch (l.kind) {
-    case policy::round_robin:
-      reply["policy"] = "round_robin";
-      w.process_.channel().send(std::move(reply));
-      break;
-    case policy::shared: {
-      reply["policy"] = "shared";
-      message m(std::move(reply));
-      m.fds().push_back(l.fd);  // each worker gets its own copy of the listening socket
-      w.process_.channel().send(std::move(m));
-      break;
-    }
-    case policy::reuseport:
-      reply["policy"] = "reuseport";
-      w.process_.channel().send(std::move(reply));
-      break;
-  }
+  reply["policy"] = policy_name(l.kind);
+  message m(std::move(reply));
+  if (l.kind == policy::shared) m.fds().push_back(l.fd);  // each worker gets its own copy of the listening socket
+  w.process_.channel().send(std::move(m));
 }
 
 }  // namespace crew::cluster

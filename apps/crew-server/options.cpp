@@ -49,12 +49,8 @@ std::optional<options> parse(int argc, char** argv, bool& help) {
       ok = number(value, 1, 1024, o.workers);
     else if (flag == "--host")
       o.host = value;
-    else if (flag == "--policy" && value == "round_robin")
-      o.policy = crew::cluster::policy::round_robin;
-    else if (flag == "--policy" && value == "shared")
-      o.policy = crew::cluster::policy::shared;
-    else if (flag == "--policy" && value == "reuseport")
-      o.policy = crew::cluster::policy::reuseport;
+    else if (auto named = crew::cluster::policy_named(value); flag == "--policy" && named)
+      o.policy = *named;
     else
       ok = false;
     if (!ok) {

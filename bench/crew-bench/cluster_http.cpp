@@ -41,10 +41,12 @@ int serve() {
 
 int cluster_http(const options& opts) {
   if (cluster::is_worker()) return serve();
-  std::string policy_name = opts.text("policy", "round_robin");
-  cluster::policy policy = policy_name == "shared"      ? cluster::policy::shared
-                           : policy_name == "reuseport" ? cluster::policy::reuseport
-                                                        : cluster::policy::round_robin;
+  std::string name = opts.text("policy", "round_robin");
+  std::optional<cluster::policy> policy = cluster::policy_named(name);
+  if (!policy) {
+    std::fprintf(stderr, "crew-bench: --policy round_robin|shared|reuseport, not %s\n", name.c_str());
+    return 2;
+  }
   long workers = opts.integer("workers", 2);
   std::vector<std::string> wrk_args = {"-t", std::to_string(opts.integer("threads", 2)),
                                        "-c", std::to_string(opts.integer("connections", 64)),
@@ -54,8 +56,8 @@ int cluster_http(const options& opts) {
 
   bool reload = opts.text("reload", "no") == "yes";
   timer halfway;
-  cluster::primary primary({.args = {"cluster-http", "--policy", policy_name},
-                            .scheduling = policy,
+  cluster::primary primary({.args = {"cluster-http", "--policy", name},
+                            .scheduling = *policy,
                             .restart = {.enabled = true, .first_delay = std::chrono::milliseconds(0)}});
   long listening = 0;
   child_process wrk;

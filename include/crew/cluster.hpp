@@ -22,7 +22,9 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
@@ -42,6 +44,11 @@ enum class policy {
   shared,       ///< the primary sends the listening socket to every worker; the kernel distributes
   reuseport,    ///< each worker binds its own SO_REUSEPORT socket (nginx-style; beyond Node)
 };
+
+/// "round_robin", "shared" or "reuseport" (the names on the wire and on command lines).
+std::string_view policy_name(policy p) noexcept;
+/// The policy of that name; nothing for another name.
+std::optional<policy> policy_named(std::string_view name) noexcept;
 
 /// Restarting workers that exit unexpectedly (PM2's job; Node leaves it to you).
 struct restart_policy {

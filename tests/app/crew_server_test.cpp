@@ -112,6 +112,7 @@ TEST(crew_server, a_bad_command_line_is_exit_code_2) {
   run_result r = run_server({"--workers", "none"}, [](int, pid_t) {});
   EXPECT_EQ(r.status.code, 2);
   EXPECT_NE(r.err.find("usage: crew-server"), std::string::npos);
+  EXPECT_EQ(run_server({"--policy", "fastest"}, [](int, pid_t) {}).status.code, 2);
 }
 
 }  // namespace

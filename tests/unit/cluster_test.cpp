@@ -446,4 +446,11 @@ TEST(cluster, a_silent_workers_output_is_read_through_its_pipes) {
   EXPECT_EQ(out, "worker " + std::to_string(pid) + " listening\n");
 }
 
+TEST(cluster, policies_have_their_wire_names) {
+  for (policy kind : {policy::round_robin, policy::shared, policy::reuseport})
+    EXPECT_EQ(crew::cluster::policy_named(crew::cluster::policy_name(kind)), kind);
+  EXPECT_EQ(crew::cluster::policy_name(policy::shared), "shared");
+  EXPECT_FALSE(crew::cluster::policy_named("roundrobin"));
+}
+
 }  // namespace
