@@ -14,7 +14,7 @@
 #include "detail/spawn.hpp"
 #include "detail/stop_relay.hpp"
 #include "detail/stream_state.hpp"
-#include "detail/worker_context.hpp"
+#include "detail/thread_context.hpp"
 
 extern char** environ;
 
@@ -111,7 +111,7 @@ constexpr const char* default_path = "/usr/local/bin:/usr/bin:/bin";  // when th
 // copied as it is.
 std::vector<std::string> make_environment(const std::optional<environment>& given, const environment& extra,
                                           std::string& path) {
-  const environment* env = given ? &*given : detail::current_worker_env();
+  const environment* env = given ? &*given : detail::this_thread_context().env;
   std::vector<std::string> entries;
   if (!env && extra.empty()) {
     for (char** e = environ; e && *e; ++e) entries.emplace_back(*e);

@@ -83,11 +83,11 @@ struct worker_side {
   ipc_channel* channel = nullptr;  // null outside a cluster
   std::vector<http::server*> servers;                     // listening through listen()
   std::map<std::string, http::server*> round_robin;       // by the primary's key: connections arrive as messages
-  std::map<long, detail::unique_function<void(message)>> awaiting;  // by sequence number
+  std::map<long, unique_function<void(message)>> awaiting;  // by sequence number
   loop::keep_alive hold;  // a round-robin server has no listener of its own to keep the loop going
   long next_seq = 1;
   bool disconnecting = false;
-  std::vector<detail::unique_function<void()>> disconnected;  // disconnect()'s callers
+  std::vector<unique_function<void()>> disconnected;  // disconnect()'s callers
   std::uint64_t closed_served = 0;  // requests served by servers already closed
   std::uint64_t reported = 0;
   std::unique_ptr<timer> report;
@@ -211,7 +211,7 @@ std::string exec_path() {
   return text;
 }
 
-void listen(http::server& server, int port, detail::unique_function<void(result<int>)> done,
+void listen(http::server& server, int port, unique_function<void(result<int>)> done,
             const std::string& host) {
   worker_side& side = worker_side::get();
   if (!side.channel) {
@@ -259,7 +259,7 @@ void listen(http::server& server, int port, detail::unique_function<void(result<
   side.channel->send(std::move(request));
 }
 
-void disconnect(detail::unique_function<void()> done) {
+void disconnect(unique_function<void()> done) {
   worker_side& side = worker_side::get();
   if (done) side.disconnected.push_back(std::move(done));
   side.begin_disconnect(true);

@@ -225,7 +225,7 @@ void primary::stop(worker_process& w) {
   w.kill_timer_->start(settings_.kill_timeout, {}, [&w] { w.kill(SIGKILL); });
 }
 
-void primary::disconnect(detail::unique_function<void()> done) {
+void primary::disconnect(unique_function<void()> done) {
   disconnect_done_ = std::move(done);
   for (auto& [id, w] : workers_) stop(*w);
   if (disconnect_done_) loop_.post([this] { check_disconnected(); });
@@ -239,7 +239,7 @@ void primary::check_disconnected() {
   loop_.invoke(done);
 }
 
-void primary::shutdown(detail::unique_function<void()> done) {
+void primary::shutdown(unique_function<void()> done) {
   shutting_down_ = true;
   restarts_.clear();
   memory_check_.stop();
@@ -253,7 +253,7 @@ void primary::shutdown(detail::unique_function<void()> done) {
 
 // Starts old's replacement; once it listens, old is disconnected and done(true)
 // runs when old has exited. done(false) if the replacement exits first.
-void primary::replace(worker_process& old, detail::unique_function<void(bool)> done) {
+void primary::replace(worker_process& old, unique_function<void(bool)> done) {
   int old_id = old.id();
   old.replacing_ = true;
   worker_process& fresh = start(old.env_, old.restarts_ + 1);
@@ -266,7 +266,7 @@ void primary::replace(worker_process& old, detail::unique_function<void(bool)> d
   };
 }
 
-void primary::reload(detail::unique_function<void(std::error_code)> done) {
+void primary::reload(unique_function<void(std::error_code)> done) {
   if (reloading_ || shutting_down_) {
     if (done) loop_.post([done = std::move(done)]() mutable { done(uv_error(UV_EALREADY)); });
     return;
@@ -278,7 +278,7 @@ void primary::reload(detail::unique_function<void(std::error_code)> done) {
   loop_.post([this, ids = std::move(ids), done = std::move(done)]() mutable { reload_next(std::move(ids), std::move(done)); });
 }
 
-void primary::reload_next(std::vector<int> ids, detail::unique_function<void(std::error_code)> done) {
+void primary::reload_next(std::vector<int> ids, unique_function<void(std::error_code)> done) {
   auto finish = [this, &done](std::error_code ec) {
     reloading_ = false;
     if (done) done(ec);

@@ -51,7 +51,7 @@ struct server_state final : crew::detail::handle_state {
   std::uint64_t served = 0;
   std::string date;  // "Date: ...\r\n"
   bool draining = false;
-  crew::detail::unique_function<void()> drained;
+  crew::unique_function<void()> drained;
 };
 
 struct connection final : crew::detail::handle_state {
@@ -543,7 +543,7 @@ std::error_code server::serve_fd(int fd) {
   return {};
 }
 
-void server::close(crew::detail::unique_function<void()> done) {
+void server::close(crew::unique_function<void()> done) {
   detail::server_state* s = state();
   if (!s) {  // closed already (or never opened): nothing to wait for
     if (done) crew::loop::current().post(std::move(done));

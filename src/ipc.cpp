@@ -9,6 +9,7 @@
 #include <memory>
 #include <string>
 
+#include "crew/message_port.hpp"
 #include "detail/ipc_state.hpp"
 
 namespace crew {
@@ -42,11 +43,33 @@ const char* handle_type(int fd) {
   return "net.Native";  // a TCP or Unix stream socket: Node wraps it as it is
 }
 
+// NODE_CHANNEL_FD is read and removed from the environment before main() runs
+// (the static initialiser below; child_process.cpp uses this file, so every
+// program that spawns through crew links it), so that a grandchild never
+// inherits the channel, as in Node. Later calls return the same answer.
+int channel_fd_from_environment() {
+  static const int fd = [] {
+    const char* value = std::getenv("NODE_CHANNEL_FD");
+    int parsed = -1;
+    if (value) {
+      char* end = nullptr;
+      long n = std::strtol(value, &end, 10);
+      if (end != value && *end == '\0' && n >= 0 && n < 1 << 20) parsed = static_cast<int>(n);
+    }
+    unsetenv("NODE_CHANNEL_FD");
+    unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
+    return parsed;
+  }();
+  return fd;
+}
+[[maybe_unused]] const int channel_fd_at_start = channel_fd_from_environment();
+
 }  // namespace
 
 namespace detail {
 
-ipc_state::~ipc_state() {
+ipc_state::~ipc_state()
+ {
   for (int received : received_fds) ::close(received);
   ::close(fd);
 }
@@ -447,30 +470,11 @@ void ipc_state::deliver_early() {
   }
 }
 
-// NODE_CHANNEL_FD is read and removed from the environment before main() runs
-// (this runs during static initialisation of loop.cpp, which every crew program
-// links), so a grandchild never inherits the channel, as in Node.
-int channel_fd_from_environment() {
-  static const int fd = [] {
-    const char* value = std::getenv("NODE_CHANNEL_FD");
-    int parsed = -1;
-    if (value) {
-      char* end = nullptr;
-      long n = std::strtol(value, &end, 10);
-      if (end != value && *end == '\0' && n >= 0 && n < 1 << 20) parsed = static_cast<int>(n);
-    }
-    unsetenv("NODE_CHANNEL_FD");
-    unsetenv("NODE_CHANNEL_SERIALIZATION_MODE");
-    return parsed;
-  }();
-  return fd;
-}
-
 }  // namespace detail
 
 ipc_channel* parent_channel() {
   static ipc_channel* channel = [] () -> ipc_channel* {
-    int fd = detail::channel_fd_from_environment();
+    int fd = channel_fd_from_environment();
     if (fd < 0) return nullptr;
     auto* c = new ipc_channel(loop::current(), fd);  // lives as long as the process
     c->unref();

@@ -6,16 +6,12 @@
 
 #include "crew/detail/handle.hpp"
 #include "crew/error.hpp"
-#include "detail/node_channel.hpp"
 
 namespace crew {
 namespace {
 
 thread_local loop* current_loop = nullptr;
 
-// Takes NODE_CHANNEL_FD out of the environment before main() (see ipc.cpp):
-// every crew program links this file, so no crew program passes it on.
-[[maybe_unused]] const int channel_fd = detail::channel_fd_from_environment();
 thread_local std::unique_ptr<loop> implicit_loop;  // made by current() when a thread has none
 
 // Descriptor numbers are reused across threads: a loop made on one thread gets
@@ -77,7 +73,7 @@ bool loop::run_once() {
   return more;
 }
 
-void loop::post(detail::unique_function<void()> fn) {
+void loop::post(unique_function<void()> fn) {
   {
     std::lock_guard lock(posts_mutex_);
     posts_.push_back(std::move(fn));

@@ -1,5 +1,7 @@
 #include "crew/message.hpp"
 
+#include "crew/message_port.hpp"
+
 #include <simdjson.h>
 
 #include <cstring>
@@ -99,7 +101,38 @@ bool fast_parse(std::string_view text, message::value_type& to) {
 
 }  // namespace
 
-message::~message() = default;
+struct message::attachments {
+  std::vector<buffer> buffers;
+  std::vector<shared_buffer> shared_buffers;
+  std::vector<message_port> ports;
+  std::vector<int> fds;
+};
+
+void message::attachments_deleter::operator()(attachments* a) const noexcept { delete a; }
+
+message::attachments& message::extra() {
+  if (!extra_) extra_.reset(new attachments);
+  return *extra_;
+}
+
+namespace {
+template <class T>
+const std::vector<T>& none() noexcept {
+  static const std::vector<T> empty;
+  return empty;
+}
+}  // namespace
+
+std::vector<buffer>& message::buffers() { return extra().buffers; }
+const std::vector<buffer>& message::buffers() const noexcept { return extra_ ? extra_->buffers : none<buffer>(); }
+std::vector<shared_buffer>& message::shared_buffers() { return extra().shared_buffers; }
+const std::vector<shared_buffer>& message::shared_buffers() const noexcept {
+  return extra_ ? extra_->shared_buffers : none<shared_buffer>();
+}
+std::vector<message_port>& message::ports() { return extra().ports; }
+const std::vector<message_port>& message::ports() const noexcept { return extra_ ? extra_->ports : none<message_port>(); }
+std::vector<int>& message::fds() { return extra().fds; }
+const std::vector<int>& message::fds() const noexcept { return extra_ ? extra_->fds : none<int>(); }
 
 message message::clone() const {
   message copy(value_);

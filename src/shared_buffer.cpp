@@ -12,7 +12,7 @@
 #include <stdexcept>
 #include <system_error>
 
-#include "detail/worker_context.hpp"
+#include "detail/thread_context.hpp"
 
 namespace crew {
 
@@ -88,11 +88,11 @@ wait_result futex_wait(const std::uint32_t* word, std::uint32_t expected, std::c
   // A worker sleeps in slices so that terminate() can end the wait: waking the
   // word instead would wake the other waiters too, and they could not tell.
   constexpr std::chrono::nanoseconds slice = std::chrono::milliseconds(10);
-  const bool stoppable = current_worker_stop().stop_possible();
+  const bool stoppable = this_thread_context().stop.stop_possible();
   const bool forever = timeout == std::chrono::nanoseconds::max();
   const clock::time_point deadline = forever ? clock::time_point::max() : clock::now() + timeout;
   for (;;) {
-    if (stoppable && current_worker_stop().stop_requested()) return wait_result::stopped;
+    if (stoppable && this_thread_context().stop.stop_requested()) return wait_result::stopped;
     std::chrono::nanoseconds left = forever ? std::chrono::nanoseconds::max() : deadline - clock::now();
     if (left <= std::chrono::nanoseconds::zero()) return wait_result::timed_out;
     if (stoppable) left = std::min(left, slice);

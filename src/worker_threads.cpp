@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "detail/port_core.hpp"
-#include "detail/worker_context.hpp"
+#include "detail/thread_context.hpp"
 
 extern char** environ;
 
@@ -54,12 +54,6 @@ namespace {
 thread_local worker_context* current = nullptr;
 std::atomic<int> last_thread_id{0};
 }  // namespace
-
-std::stop_token current_worker_stop() noexcept { return current ? current->stop.get_token() : std::stop_token{}; }
-
-const std::map<std::string, std::string>* current_worker_env() noexcept {
-  return current && current->env ? &*current->env : nullptr;
-}
 
 // The worker as its parent's loop sees it: a uv_async_t the thread wakes when
 // it comes online and when it has finished.
@@ -162,6 +156,9 @@ void run_worker(void* arg) {
   worker::entry_function entry = std::move(shared->entry);
   worker_context context{shared->thread_id, std::move(shared->options.data), std::move(shared->port), shared->stop,
                          std::move(shared->options.env), std::nullopt, nullptr};
+  // What the rest of crew reads about this thread: its children's environment
+  // and the token that ends its waits.
+  this_thread_context() = {context.env ? &*context.env : nullptr, context.stop.get_token()};
   int code = 0;
   std::exception_ptr error;
   try {
@@ -196,6 +193,7 @@ void run_worker(void* arg) {
     current = nullptr;
   }
   context.port.close();
+  this_thread_context() = {};
   std::lock_guard lock(shared->mutex);
   shared->finished = true;
   shared->exit_code = code;
@@ -251,7 +249,7 @@ std::error_code worker::post_message(message m) {
   return s ? s->port.post_message(std::move(m)) : make_error_code(errc::closed_message_port);
 }
 
-void worker::on_online(detail::unique_function<void()> fn) {
+void worker::on_online(unique_function<void()> fn) {
   if (auto* s = state_as<detail::worker_state>()) s->on_online = std::move(fn);
 }
 
@@ -272,15 +270,15 @@ void worker::on_messageerror(message_port::error_callback fn) {
   if (auto* s = state_as<detail::worker_state>()) s->port.on_messageerror(std::move(fn));
 }
 
-void worker::on_error(detail::unique_function<void(worker_error_event)> fn) {
+void worker::on_error(unique_function<void(worker_error_event)> fn) {
   if (auto* s = state_as<detail::worker_state>()) s->on_error = std::move(fn);
 }
 
-void worker::on_exit(detail::unique_function<void(int)> fn) {
+void worker::on_exit(unique_function<void(int)> fn) {
   if (auto* s = state_as<detail::worker_state>()) s->on_exit = std::move(fn);
 }
 
-void worker::terminate(detail::unique_function<void(int)> done) {
+void worker::terminate(unique_function<void(int)> done) {
   auto* s = state_as<detail::worker_state>();
   if (!s) {
     if (done && loop_ && exit_code_)
@@ -307,10 +305,10 @@ const message& worker_data() noexcept {
 
 int thread_id() noexcept { return detail::current ? detail::current->thread_id : 0; }
 
-std::stop_token worker_stop_token() noexcept { return detail::current_worker_stop(); }
+std::stop_token worker_stop_token() noexcept { return detail::this_thread_context().stop; }
 
 std::map<std::string, std::string> worker_env() {
-  if (const auto* env = detail::current_worker_env()) return *env;
+  if (const auto* env = detail::this_thread_context().env) return *env;
   std::map<std::string, std::string> env;
   for (char** e = environ; e && *e; ++e) {
     std::string_view entry(*e);

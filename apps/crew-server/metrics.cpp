@@ -49,7 +49,7 @@ metrics_client::metrics_client(crew::ipc_channel* primary) : primary_(primary) {
   });
 }
 
-void metrics_client::request(crew::detail::unique_function<void(std::string)> done) {
+void metrics_client::request(crew::unique_function<void(std::string)> done) {
   if (!primary_ || !primary_->connected()) return done("");
   long seq = next_++;
   waiting_[seq] = std::move(done);

@@ -26,12 +26,12 @@ class metrics_client {
 
   /// done gets the text, or "" when the primary cannot answer (no channel, or
   /// disconnected).
-  void request(crew::detail::unique_function<void(std::string)> done);
+  void request(crew::unique_function<void(std::string)> done);
 
  private:
   void answer(long seq, std::string text);
   crew::ipc_channel* primary_;
-  std::map<long, crew::detail::unique_function<void(std::string)>> waiting_;
+  std::map<long, crew::unique_function<void(std::string)>> waiting_;
   long next_ = 1;
 };
 

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "crew/detail/handle.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/error.hpp"
 #include "crew/ipc.hpp"
 #include "crew/loop.hpp"
@@ -89,11 +89,20 @@ struct exit_status {
 ///
 /// Destroying the object closes its pipes and drops its callbacks, but does not
 /// kill the process; it is still reaped when it exits.
-class child_process : public detail::handle_owner {
+class child_process : private detail::handle_owner {
  public:
-  using error_callback = detail::unique_function<void(std::error_code)>;
-  using exit_callback = detail::unique_function<void(exit_status)>;
-  using event_callback = detail::unique_function<void()>;
+  /// Whether this object still tracks its process: false after the close event,
+  /// close(), a move from it, or its loop closing.
+  using handle_owner::is_open;
+  /// Node's subprocess.ref()/unref(): a referenced child keeps its loop's run()
+  /// going until it exits (the default).
+  using handle_owner::ref;
+  using handle_owner::unref;
+  using handle_owner::has_ref;
+
+  using error_callback = unique_function<void(std::error_code)>;
+  using exit_callback = unique_function<void(exit_status)>;
+  using event_callback = unique_function<void()>;
 
   child_process() noexcept = default;
   child_process(child_process&& other) noexcept;
@@ -215,7 +224,7 @@ struct exec_result {
   bool ok() const noexcept { return !error && status.code == 0 && status.signal == 0; }
 };
 
-using exec_callback = detail::unique_function<void(exec_result)>;
+using exec_callback = unique_function<void(exec_result)>;
 
 /// Runs `command` through options.shell and calls `done` with its output when it
 /// has finished. The command runs in its own process group: a timeout, a stop

@@ -29,7 +29,7 @@
 #include <vector>
 
 #include "crew/child_process.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/http.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
@@ -143,8 +143,8 @@ class worker_process {
   std::uint64_t requests_served_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   std::unique_ptr<timer> kill_timer_;                   // armed by disconnect()
-  detail::unique_function<void(bool listening)> ready_;  // a replacement in progress waits for this one
-  detail::unique_function<void()> gone_;                 // ... and for the one it replaces to exit
+  unique_function<void(bool listening)> ready_;  // a replacement in progress waits for this one
+  unique_function<void()> gone_;                 // ... and for the one it replaces to exit
 };
 
 /// The primary: forks workers, serves their listen requests, supervises them.
@@ -158,16 +158,16 @@ class primary {
   /// Starts a worker with `extra_env` added to this process's environment.
   worker_process& fork(environment extra_env = {});
 
-  using worker_event = detail::unique_function<void(worker_process&)>;
+  using worker_event = unique_function<void(worker_process&)>;
   void on_fork(worker_event fn) { on_fork_ = std::move(fn); }
   void on_online(worker_event fn) { on_online_ = std::move(fn); }
-  void on_listening(detail::unique_function<void(worker_process&, const address&)> fn) { on_listening_ = std::move(fn); }
-  void on_message(detail::unique_function<void(worker_process&, message)> fn) { on_message_ = std::move(fn); }
+  void on_listening(unique_function<void(worker_process&, const address&)> fn) { on_listening_ = std::move(fn); }
+  void on_message(unique_function<void(worker_process&, message)> fn) { on_message_ = std::move(fn); }
   void on_disconnect(worker_event fn) { on_disconnect_ = std::move(fn); }
-  void on_exit(detail::unique_function<void(worker_process&, exit_status)> fn) { on_exit_ = std::move(fn); }
+  void on_exit(unique_function<void(worker_process&, exit_status)> fn) { on_exit_ = std::move(fn); }
 
   /// Called when the restart policy gives up after max_restarts crashes in a row.
-  void on_crash_loop(detail::unique_function<void()> fn) { on_crash_loop_ = std::move(fn); }
+  void on_crash_loop(unique_function<void()> fn) { on_crash_loop_ = std::move(fn); }
 
   /// The live workers by id.
   const std::map<int, std::unique_ptr<worker_process>>& workers() const noexcept { return workers_; }
@@ -175,19 +175,19 @@ class primary {
 
   /// Node's cluster.disconnect(): disconnects every worker; done runs once
   /// none is connected. Restarts still apply to workers that crash meanwhile.
-  void disconnect(detail::unique_function<void()> done = {});
+  void disconnect(unique_function<void()> done = {});
 
   /// Graceful shutdown: no more restarts; every worker disconnected (stops
   /// accepting, finishes in-flight requests, exits), SIGKILL for any still
   /// alive after settings::kill_timeout; done once every worker has exited.
-  void shutdown(detail::unique_function<void()> done = {});
+  void shutdown(unique_function<void()> done = {});
 
   /// Zero-downtime rolling reload, one worker at a time: start its
   /// replacement, wait until that one listens, disconnect the old one and wait
   /// for its exit. done gets ESRCH if a replacement exits before it listens
   /// (the reload stops there; the old worker keeps serving), EALREADY if a
   /// reload or shutdown is under way, ECANCELED if a shutdown began during it.
-  void reload(detail::unique_function<void(std::error_code)> done = {});
+  void reload(unique_function<void(std::error_code)> done = {});
 
   /// SIGTERM and SIGINT: shutdown(); SIGHUP: reload(). The watchers do not
   /// keep the loop alive, so run() returns once the last worker has exited.
@@ -208,8 +208,8 @@ class primary {
   void settle(long seq, bool accepted);
   void forget(int worker);
   void stop(worker_process& w);
-  void replace(worker_process& old, detail::unique_function<void(bool)> done);
-  void reload_next(std::vector<int> ids, detail::unique_function<void(std::error_code)> done);
+  void replace(worker_process& old, unique_function<void(bool)> done);
+  void reload_next(std::vector<int> ids, unique_function<void(std::error_code)> done);
   void schedule_restart(std::chrono::steady_clock::duration lived, int restarts, environment env);
   void check_memory();
   void check_disconnected();
@@ -222,18 +222,18 @@ class primary {
   std::map<long, handoff> handoffs_;  // round robin: connections sent, awaiting the worker's answer
   long next_seq_ = 1;
   worker_event on_fork_, on_online_, on_disconnect_;
-  detail::unique_function<void(worker_process&, const address&)> on_listening_;
-  detail::unique_function<void(worker_process&, message)> on_message_;
-  detail::unique_function<void(worker_process&, exit_status)> on_exit_;
-  detail::unique_function<void()> on_crash_loop_;
+  unique_function<void(worker_process&, const address&)> on_listening_;
+  unique_function<void(worker_process&, message)> on_message_;
+  unique_function<void(worker_process&, exit_status)> on_exit_;
+  unique_function<void()> on_crash_loop_;
   // Supervision.
   int crashes_in_a_row_ = 0;
   std::vector<std::unique_ptr<timer>> restarts_;
   timer memory_check_;
   bool shutting_down_ = false;
   bool reloading_ = false;
-  detail::unique_function<void()> shutdown_done_;
-  detail::unique_function<void()> disconnect_done_;
+  unique_function<void()> shutdown_done_;
+  unique_function<void()> disconnect_done_;
   std::vector<signal_watcher> signals_;
 };
 
@@ -241,14 +241,14 @@ class primary {
 /// the primary's policy; done gets the port (the same in every worker, port 0
 /// included) or the error (EADDRINUSE...). Outside a cluster, plain listen.
 /// The server must stay alive while it listens.
-void listen(http::server& server, int port, detail::unique_function<void(result<int>)> done,
+void listen(http::server& server, int port, unique_function<void(result<int>)> done,
             const std::string& host = "127.0.0.1");
 
 /// In a worker, Node's worker.disconnect(): closes the servers that listen
 /// through cluster::listen (requests in flight finish), then the channel to
 /// the primary, then stops the loop, so run() returns. Outside a cluster it
 /// closes those servers and runs done.
-void disconnect(detail::unique_function<void()> done = {});
+void disconnect(unique_function<void()> done = {});
 
 /// In a worker: SIGTERM and SIGINT call disconnect(), so a worker finishes
 /// what it is serving before it exits.

@@ -28,7 +28,7 @@
 #include <vector>
 
 #include "crew/detail/handle.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/error.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
@@ -80,7 +80,7 @@ class response {
   std::shared_ptr<detail::exchange> exchange_;
 };
 
-using handler = crew::detail::unique_function<void(request&, response&)>;
+using handler = crew::unique_function<void(request&, response&)>;
 
 /// Routing by method and exact path; 404 for an unknown path, 405 (with
 /// Allow) for a known path and another method.
@@ -113,8 +113,14 @@ struct server_options {
 
 /// An HTTP/1.1 server on one loop. Loop thread only. Move-only; destroying it
 /// closes the listener and every connection at once (close() is the graceful way).
-class server : public crew::detail::handle_owner {
+class server : private crew::detail::handle_owner {
  public:
+  /// Node's server.ref()/unref(): a referenced, listening server keeps its
+  /// loop's run() going (the default).
+  using handle_owner::ref;
+  using handle_owner::unref;
+  using handle_owner::has_ref;
+
   explicit server(handler h, server_options options = {}, loop& l = loop::current());
 
   /// Binds and listens. Returns the port (the kernel's choice for 0).
@@ -135,7 +141,7 @@ class server : public crew::detail::handle_owner {
   /// keep-alive connections 100 ms for a request already on its way (answered
   /// the same way) before closing them, then runs done. On a server closed
   /// already, done runs on the loop.
-  void close(crew::detail::unique_function<void()> done = {});
+  void close(crew::unique_function<void()> done = {});
 
   /// Open connections, and requests answered since the start.
   std::size_t connections() const noexcept;

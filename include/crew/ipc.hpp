@@ -20,7 +20,7 @@
 #include <vector>
 
 #include "crew/detail/handle.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/error.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
@@ -45,11 +45,22 @@ struct ipc_options {
 /// one longer than max_message_size (ERR_MESSAGE_TOO_LARGE) is an error event
 /// and is skipped. The channel ends (disconnect event) when the peer closes its
 /// end or disconnect() is called; a read or write failure is an error event first.
-class ipc_channel : public detail::handle_owner {
+class ipc_channel : private detail::handle_owner {
  public:
-  using message_callback = detail::unique_function<void(message)>;
-  using error_callback = detail::unique_function<void(std::error_code)>;
-  using event_callback = detail::unique_function<void()>;
+  /// Whether the channel is open (not closed, moved from or closed by its loop).
+  using handle_owner::is_open;
+  /// Closes the channel now, dropping queued messages (disconnect() sends them
+  /// first); no event runs afterwards.
+  using handle_owner::close;
+  /// Node's channel.ref()/unref(): a referenced channel keeps its loop's run()
+  /// going.
+  using handle_owner::ref;
+  using handle_owner::unref;
+  using handle_owner::has_ref;
+
+  using message_callback = unique_function<void(message)>;
+  using error_callback = unique_function<void(std::error_code)>;
+  using event_callback = unique_function<void()>;
 
   /// Bytes queued for writing past which send() returns false (Node: 128 KiB).
   static constexpr std::size_t send_high_water_mark = 128 * 1024;

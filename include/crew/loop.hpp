@@ -21,7 +21,7 @@
 #include <thread>
 #include <vector>
 
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 
 namespace crew {
 
@@ -78,7 +78,7 @@ class loop {
   /// does not by itself keep a loop alive: use keep_alive to make run() wait for
   /// posts from other threads. Posts still queued when the loop is destroyed are
   /// destroyed without running.
-  void post(detail::unique_function<void()> fn);
+  void post(unique_function<void()> fn);
 
   /// Whether the calling thread is this loop's thread.
   bool in_loop_thread() const noexcept { return std::this_thread::get_id() == thread_; }
@@ -128,8 +128,8 @@ class loop {
   detail::handle_state* handles_ = nullptr;  // open crew handles; loop thread only
 
   std::mutex posts_mutex_;
-  std::vector<detail::unique_function<void()>> posts_;  // guarded by posts_mutex_
-  std::vector<detail::unique_function<void()>> draining_;  // loop thread only
+  std::vector<unique_function<void()>> posts_;  // guarded by posts_mutex_
+  std::vector<unique_function<void()>> draining_;  // loop thread only
 };
 
 }  // namespace crew

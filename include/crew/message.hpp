@@ -31,10 +31,11 @@
 
 #include "crew/buffer.hpp"
 #include "crew/error.hpp"
-#include "crew/message_port.hpp"
 #include "crew/shared_buffer.hpp"
 
 namespace crew {
+
+class message_port;  // message_port.hpp: include it to send or receive ports
 
 /// A structured value plus attachments. Move it to send it; copying is explicit
 /// through clone(), because attachments are move-only.
@@ -58,7 +59,7 @@ class message {
   message(T&& value) : value_(to_value(std::forward<T>(value))) {}  // NOLINT: implicit, like json's
 
   message(message&&) noexcept = default;
-  ~message();
+  ~message() = default;
   message& operator=(message&&) noexcept = default;
   message(const message&) = delete;
   message& operator=(const message&) = delete;
@@ -94,8 +95,8 @@ class message {
   }
 
   /// Byte attachments, in the order attached.
-  std::vector<buffer>& buffers() { return extra().buffers; }
-  const std::vector<buffer>& buffers() const noexcept { return extra_ ? extra_->buffers : none<buffer>(); }
+  std::vector<buffer>& buffers();
+  const std::vector<buffer>& buffers() const noexcept;
 
   /// Appends a byte attachment (moved, not copied). Returns *this.
   message& attach(buffer bytes) {
@@ -105,21 +106,20 @@ class message {
 
   /// Shared buffers that travel with the message between threads (shared, not
   /// copied). To another process, send the buffer's fd() instead.
-  std::vector<shared_buffer>& shared_buffers() { return extra().shared_buffers; }
-  const std::vector<shared_buffer>& shared_buffers() const noexcept {
-    return extra_ ? extra_->shared_buffers : none<shared_buffer>();
-  }
+  std::vector<shared_buffer>& shared_buffers();
+  const std::vector<shared_buffer>& shared_buffers() const noexcept;
 
   /// Ports transferred with the message to another thread (Node's transferList):
-  /// the receiver takes them out and listens on them. They cannot cross processes.
-  std::vector<message_port>& ports() { return extra().ports; }
-  const std::vector<message_port>& ports() const noexcept { return extra_ ? extra_->ports : none<message_port>(); }
+  /// the receiver takes them out and listens on them. They cannot cross
+  /// processes. Include crew/message_port.hpp to use them.
+  std::vector<message_port>& ports();
+  const std::vector<message_port>& ports() const noexcept;
 
   /// File descriptors that travel with the message between processes (over an
   /// ipc_channel, as SCM_RIGHTS). The message does not own them: a sender keeps
   /// its own, a receiver gets new ones that it must close.
-  std::vector<int>& fds() { return extra().fds; }
-  const std::vector<int>& fds() const noexcept { return extra_ ? extra_->fds : none<int>(); }
+  std::vector<int>& fds();
+  const std::vector<int>& fds() const noexcept;
 
   /// The value as compact JSON text, as Node's JSON.stringify writes it: no
   /// raw newline can appear, so a newline can frame it. Invalid UTF-8 in strings
@@ -153,25 +153,16 @@ class message {
   }
 
   // Attachments are rare next to plain values: behind one pointer, a message
-  // is two words to move.
-  struct attachments {
-    std::vector<buffer> buffers;
-    std::vector<shared_buffer> shared_buffers;
-    std::vector<message_port> ports;
-    std::vector<int> fds;
+  // is two words to move. Defined in message.cpp, so that this header needs
+  // neither message_port.hpp (which includes this one) nor its definitions.
+  struct attachments;
+  struct attachments_deleter {
+    void operator()(attachments* a) const noexcept;
   };
-  attachments& extra() {
-    if (!extra_) extra_ = std::make_unique<attachments>();
-    return *extra_;
-  }
-  template <class T>
-  static const std::vector<T>& none() noexcept {
-    static const std::vector<T> empty;
-    return empty;
-  }
+  attachments& extra();
 
   value_type value_;
-  std::unique_ptr<attachments> extra_;
+  std::unique_ptr<attachments, attachments_deleter> extra_;
 };
 
 }  // namespace crew

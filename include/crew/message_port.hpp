@@ -21,12 +21,11 @@
 #include <system_error>
 
 #include "crew/detail/handle.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/loop.hpp"
+#include "crew/message.hpp"
 
 namespace crew {
-
-class message;
 
 namespace detail {
 struct port_core;
@@ -47,9 +46,9 @@ void report_messageerror(port_listener* listener, std::error_code error);
 /// 'message' listener is ref'd) until the port closes or unref() is called.
 class message_port : private detail::handle_owner {
  public:
-  using message_callback = detail::unique_function<void(message)>;
-  using error_callback = detail::unique_function<void(std::error_code)>;
-  using close_callback = detail::unique_function<void()>;
+  using message_callback = unique_function<void(message)>;
+  using error_callback = unique_function<void(std::error_code)>;
+  using close_callback = unique_function<void()>;
 
   /// A closed port, entangled with nothing.
   message_port() noexcept;
@@ -146,7 +145,3 @@ void message_port::on_message(F fn) {
 }
 
 }  // namespace crew
-
-// message_port and message refer to each other (a message carries ports);
-// whichever header comes first, both are complete after either.
-#include "crew/message.hpp"

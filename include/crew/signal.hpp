@@ -11,15 +11,24 @@
 #include <system_error>
 
 #include "crew/detail/handle.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/loop.hpp"
 
 namespace crew {
 
 /// Watches one signal at a time. Loop thread only.
-class signal_watcher : public detail::handle_owner {
+class signal_watcher : private detail::handle_owner {
  public:
-  using callback = detail::unique_function<void(int signum)>;
+  /// Whether the watcher is open (not closed, moved from or closed by its loop).
+  using handle_owner::is_open;
+  /// Closes the watcher now; its callback never runs afterwards.
+  using handle_owner::close;
+  /// A referenced watcher keeps its loop's run() going (default: unreferenced).
+  using handle_owner::ref;
+  using handle_owner::unref;
+  using handle_owner::has_ref;
+
+  using callback = unique_function<void(int signum)>;
 
   /// An idle watcher on loop l. Throws std::system_error if libuv cannot set up
   /// signal delivery for the loop (EMFILE when the fd table is full).

@@ -19,18 +19,28 @@
 
 #include "crew/buffer.hpp"
 #include "crew/detail/handle.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/loop.hpp"
 
 namespace crew {
 
 /// One end of a pipe. Loop thread only. Events run on the loop, never inside the
 /// call that caused them. After end-of-stream or an error the stream closes itself.
-class stream : public detail::handle_owner {
+class stream : private detail::handle_owner {
  public:
-  using data_callback = detail::unique_function<void(std::string_view chunk)>;
-  using error_callback = detail::unique_function<void(std::error_code)>;
-  using event_callback = detail::unique_function<void()>;
+  /// Whether the stream is open (not closed, moved from or closed by its loop).
+  using handle_owner::is_open;
+  /// Closes the stream now, without waiting for queued writes (end() waits);
+  /// no event runs afterwards.
+  using handle_owner::close;
+  /// An open stream that is reading keeps its loop's run() going (the default).
+  using handle_owner::ref;
+  using handle_owner::unref;
+  using handle_owner::has_ref;
+
+  using data_callback = unique_function<void(std::string_view chunk)>;
+  using error_callback = unique_function<void(std::error_code)>;
+  using event_callback = unique_function<void()>;
 
   /// Bytes queued before write() reports back-pressure (Node's default highWaterMark).
   static constexpr std::size_t high_water_mark = 64 * 1024;

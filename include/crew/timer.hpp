@@ -12,16 +12,27 @@
 #include <chrono>
 
 #include "crew/detail/handle.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/loop.hpp"
 
 namespace crew {
 
 /// A timer on a loop. Loop thread only. Callbacks run on the loop's thread,
 /// never inside start().
-class timer : public detail::handle_owner {
+class timer : private detail::handle_owner {
  public:
-  using callback = detail::unique_function<void()>;
+  /// Whether the timer is open: false after close(), after a move from it,
+  /// and after its loop closed it.
+  using handle_owner::is_open;
+  /// Closes the timer now; its callback never runs afterwards.
+  using handle_owner::close;
+  /// Node's timeout.ref()/unref()/hasRef(): a referenced, active timer keeps
+  /// its loop's run() going (the default).
+  using handle_owner::ref;
+  using handle_owner::unref;
+  using handle_owner::has_ref;
+
+  using callback = unique_function<void()>;
   using duration = std::chrono::milliseconds;
 
   /// An idle timer on loop l.

@@ -31,7 +31,7 @@
 #include <type_traits>
 
 #include "crew/detail/handle.hpp"
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
 #include "crew/message_port.hpp"
@@ -67,9 +67,15 @@ struct worker_error_event {
 /// worker posted), error (an exception escaped the worker: then exit has code
 /// 1), exit(code) last: after every message the worker posted.
 /// Until exit, a worker keeps its parent's loop alive (unless unref()).
-class worker : public detail::handle_owner {
+class worker : private detail::handle_owner {
  public:
-  using entry_function = detail::unique_function<int()>;
+  /// Node's worker.ref()/unref(): a referenced worker keeps its parent's loop
+  /// running until it exits (the default).
+  using handle_owner::ref;
+  using handle_owner::unref;
+  using handle_owner::has_ref;
+
+  using entry_function = unique_function<int()>;
 
   /// Starts `entry` on a new thread. entry returns void or an int exit code.
   /// Throws std::system_error if the thread cannot be made (EAGAIN).
@@ -87,7 +93,7 @@ class worker : public detail::handle_owner {
   /// (ERR_CLOSED_MESSAGE_PORT once the worker has exited).
   [[nodiscard]] std::error_code post_message(message m);
 
-  void on_online(detail::unique_function<void()> fn);
+  void on_online(unique_function<void()> fn);
   void on_message(message_port::message_callback fn);
   /// Typed messages, as message_port::on_message<T>; mismatches go to on_messageerror.
   template <class T, class F>
@@ -100,14 +106,14 @@ class worker : public detail::handle_owner {
     });
   }
   void on_messageerror(message_port::error_callback fn);
-  void on_error(detail::unique_function<void(worker_error_event)> fn);
-  void on_exit(detail::unique_function<void(int)> fn);
+  void on_error(unique_function<void(worker_error_event)> fn);
+  void on_exit(unique_function<void(int)> fn);
 
   /// Asks the worker to stop: its loop stops, its stop token is requested, its
   /// port closes. `done` runs with the exit code (1, as Node's terminate gives,
   /// or the worker's own code if it was already exiting) after the worker's
   /// function has returned; right away (from the loop) if it has already exited.
-  void terminate(detail::unique_function<void(int)> done = {});
+  void terminate(unique_function<void(int)> done = {});
 
   /// Node's worker.threadId: the id thread_id() returns inside the worker.
   int thread_id() const noexcept { return thread_id_; }

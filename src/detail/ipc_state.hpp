@@ -7,7 +7,6 @@
 #include <utility>
 
 #include "crew/ipc.hpp"
-#include "detail/node_channel.hpp"
 
 namespace crew::detail {
 

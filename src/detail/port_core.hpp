@@ -16,7 +16,7 @@
 #include <vector>
 
 #include "crew/detail/handle.hpp"
-#include "crew/message.hpp"
+#include "crew/message_port.hpp"
 
 namespace crew::detail {
 

@@ -6,7 +6,7 @@
 #include <optional>
 #include <stop_token>
 
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/loop.hpp"
 
 namespace crew::detail {

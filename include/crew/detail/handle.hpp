@@ -17,7 +17,7 @@
 
 #include <utility>
 
-#include "crew/detail/unique_function.hpp"
+#include "crew/unique_function.hpp"
 #include "crew/loop.hpp"
 
 namespace crew::detail {

@@ -1,6 +1,12 @@
-// A move-only type-erased callable: what std::move_only_function gives in C++23.
-// crew stores callbacks that own their captures (a message, a unique_ptr), so they
-// cannot go through std::function, which requires copyable targets.
+// crew::unique_function: a move-only type-erased callable, what C++23 calls
+// std::move_only_function (C++20, crew's standard, lacks it).
+//
+//   crew::unique_function<void(int)> f = [owned = std::make_unique<int>(1)](int x) { ... };
+//   f(2);
+//
+// crew stores callbacks that own their captures (a message, a unique_ptr), so
+// they cannot go through std::function, which requires copyable targets. Every
+// callback crew takes is a unique_function; any callable converts to one.
 #pragma once
 
 #include <cstddef>
@@ -9,8 +15,11 @@
 #include <type_traits>
 #include <utility>
 
-namespace crew::detail {
+namespace crew {
 
+/// A move-only callable holding any invocable of that signature. Small targets
+/// (up to three pointers, nothrow-movable) are stored inline; larger ones on the
+/// heap. Calling an empty one is undefined, like calling a null function pointer.
 template <class Signature>
 class unique_function;
 
@@ -107,4 +116,4 @@ class unique_function<R(Args...)> {
   const operations* ops_ = nullptr;
 };
 
-}  // namespace crew::detail
+}  // namespace crew
