@@ -1,5 +1,7 @@
 #include "crew/loop.hpp"
 
+#include <signal.h>
+
 #include <cassert>
 #include <memory>
 #include <system_error>
@@ -21,9 +23,22 @@ thread_local std::unique_ptr<loop> implicit_loop;  // made by current() when a t
 // shows it the order. Both sections are short and call no user code.
 std::mutex loop_descriptors;
 
+// Writing to a pipe or socket whose reader is gone raises SIGPIPE, which kills
+// the process by default. Like Node, crew ignores it (once, when the first loop
+// is made, and only if nobody installed a handler), so the write fails with
+// EPIPE instead, whatever writes: a stream, a server's fast path, an IPC channel.
+void ignore_sigpipe() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
+  });
+}
+
 }  // namespace
 
 loop::loop() : thread_(std::this_thread::get_id()) {
+  ignore_sigpipe();
   std::unique_lock lock(loop_descriptors);
   if (int rc = uv_loop_init(&uv_)) throw std::system_error(uv_error(rc), "uv_loop_init");
   if (int rc = uv_async_init(&uv_, &async_, &loop::on_async)) {

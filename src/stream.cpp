@@ -1,10 +1,8 @@
 #include "crew/stream.hpp"
 
-#include <signal.h>
 #include <unistd.h>
 
 #include <memory>
-#include <mutex>
 
 #include "crew/error.hpp"
 #include "detail/stream_state.hpp"
@@ -38,24 +36,29 @@ void on_read(uv_stream_t* handle, ssize_t nread, const uv_buf_t* buf) {
   if (nread == 0) return;  // EAGAIN: nothing this time
   uv_read_stop(handle);
   s->read_started = false;
-  if (nread == UV_EOF) {
-    s->read_ended = true;
-    if (s->end) s->loop.invoke(s->end);
-    if (!s->closing && (s->write_ended || !s->writable)) s->finish();
-  } else {
-    s->fail(uv_error(static_cast<int>(nread)));
-  }
+  if (nread != UV_EOF) return s->fail(uv_error(static_cast<int>(nread)));
+  s->read_ended = true;
+  if (s->end_event) s->loop.invoke(s->end_event);
+  if (s->closing) return;
+  if (s->write_ended || !s->writable)
+    s->finish();
+  else if (!s->allow_half_open)
+    s->end();  // as Node's sockets without allowHalfOpen: our side ends too
 }
 
-// Writing to a pipe whose reader is gone raises SIGPIPE, which kills the process
-// by default. Like Node, crew ignores it (once, when it first opens a stream, and
-// only if nobody installed a handler), so the write fails with EPIPE instead.
-void ignore_sigpipe() {
-  static std::once_flag once;
-  std::call_once(once, [] {
-    struct sigaction current {};
-    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) signal(SIGPIPE, SIG_IGN);
-  });
+void on_written(uv_write_t* req, int status) {
+  std::unique_ptr<write_request> owned(reinterpret_cast<write_request*>(req));
+  auto* s = static_cast<stream_state*>(req->handle->data);
+  --s->writes_in_flight;
+  // A completion runs exactly once, even after the stream was closed (libuv
+  // then reports ECANCELED); the stream's events do not.
+  if (owned->done) s->loop.invoke(owned->done, uv_error(status));
+  if (s->closing) return;
+  if (status < 0) return s->fail(uv_error(status));
+  if (s->need_drain && uv_stream_get_write_queue_size(req->handle) == 0) {
+    s->need_drain = false;
+    if (s->drain) s->loop.invoke(s->drain);
+  }
 }
 
 }  // namespace
@@ -74,6 +77,10 @@ void stream_state::fail(std::error_code ec) noexcept {
   finish();
 }
 
+void stream_state::fail_later(std::error_code ec) {
+  defer([this, ec] { fail(ec); });
+}
+
 void stream_state::on_closing() noexcept {
   if (closed_hook) closed_hook();
 }
@@ -81,127 +88,138 @@ void stream_state::on_closing() noexcept {
 void stream_state::start_reading() noexcept {
   reading = true;
   if (closing || read_ended || paused || read_started) return;
-  if (int rc = uv_read_start(reinterpret_cast<uv_stream_t*>(&pipe), on_alloc, on_read))
-    fail(uv_error(rc));
+  if (int rc = uv_read_start(uv_stream(), on_alloc, on_read))
+    fail_later(uv_error(rc));
   else
     read_started = true;
+}
+
+void stream_state::end() noexcept {
+  if (closing || write_ended) return;
+  write_ended = true;
+  auto* request = new uv_shutdown_t;
+  int rc = uv_shutdown(request, uv_stream(), [](uv_shutdown_t* req, int) {
+    std::unique_ptr<uv_shutdown_t> owned(req);
+    auto* s = static_cast<stream_state*>(req->handle->data);
+    // A pipe has no half-close (ENOTSOCK): closing our end is the end-of-stream.
+    // A socket stays open for reading until the peer ends too.
+    if (!s->closing && (s->read_ended || !s->reading)) s->finish();
+  });
+  if (rc) {
+    delete request;
+    defer([this] { finish(); });
+  }
 }
 
 }  // namespace detail
 
 stream::stream(loop& l, int fd) {
-  ignore_sigpipe();
   auto* s = new stream_state(l);
-  uv_pipe_init(l.native(), &s->pipe, 0);
-  if (int rc = uv_pipe_open(&s->pipe, fd)) {
+  uv_pipe_init(l.native(), &s->handle.pipe, 0);
+  s->handle.pipe.data = s;
+  if (int rc = uv_pipe_open(&s->handle.pipe, fd)) {
     // The handle was initialised: it must be closed through libuv, not deleted.
     ::close(fd);
     s->closing = true;
-    uv_close(s->uv(), [](uv_handle_t* h) { delete static_cast<stream_state*>(h->data); });
-    s->pipe.data = s;
+    uv_close(s->uv(), &stream_state::on_uv_close);
     throw std::system_error(uv_error(rc), "uv_pipe_open");
   }
-  s->writable = uv_is_writable(reinterpret_cast<uv_stream_t*>(&s->pipe));
+  s->writable = uv_is_writable(s->uv_stream());
   adopt(s);
 }
 
+stream_state* stream::state() const noexcept { return state_as<stream_state>(); }
+
 void stream::on_data(data_callback fn) {
-  if (auto* s = state_as<stream_state>()) {
+  if (auto* s = state()) {
     s->data = std::move(fn);
     s->start_reading();
   }
 }
 
 void stream::on_end(event_callback fn) {
-  if (auto* s = state_as<stream_state>()) s->end = std::move(fn);
+  if (auto* s = state()) s->end_event = std::move(fn);
 }
 
 void stream::on_error(error_callback fn) {
-  if (auto* s = state_as<stream_state>()) s->error = std::move(fn);
+  if (auto* s = state()) s->error = std::move(fn);
 }
 
 void stream::on_drain(event_callback fn) {
-  if (auto* s = state_as<stream_state>()) s->drain = std::move(fn);
+  if (auto* s = state()) s->drain = std::move(fn);
 }
 
 void stream::on_close(event_callback fn) {
-  if (auto* s = state_as<stream_state>()) s->close_event = std::move(fn);
+  if (auto* s = state()) s->close_event = std::move(fn);
 }
 
 void stream::pause() noexcept {
-  if (auto* s = state_as<stream_state>()) {
+  if (auto* s = state()) {
     s->paused = true;
     s->read_started = false;
-    uv_read_stop(reinterpret_cast<uv_stream_t*>(&s->pipe));
+    uv_read_stop(s->uv_stream());
   }
 }
 
 void stream::resume() noexcept {
-  if (auto* s = state_as<stream_state>()) {
+  if (auto* s = state()) {
     s->paused = false;
     if (s->reading) s->start_reading();
   }
 }
 
+bool stream::paused() const noexcept {
+  auto* s = state();
+  return s && s->paused;
+}
+
 bool stream::write(std::string_view bytes, error_callback done) { return write(buffer(bytes), std::move(done)); }
 
 bool stream::write(buffer bytes, error_callback done) {
-  auto* s = state_as<stream_state>();
+  auto* s = state();
   if (!s || s->write_ended) {
     if (done) loop::current().post([done = std::move(done)]() mutable { done(uv_error(UV_EPIPE)); });
     return false;
   }
+  uv_stream_t* handle = s->uv_stream();
+  std::size_t offset = 0;
+  // Without a completion to report, and with nothing queued before it, the
+  // bytes are written at once: most fit the socket's buffer and then need no
+  // write request (whose completion makes libuv re-arm the socket in epoll).
+  // A write with `done` goes through libuv's queue, which keeps completions
+  // in order.
+  if (!done && s->writes_in_flight == 0) {
+    uv_buf_t whole = uv_buf_init(reinterpret_cast<char*>(bytes.data()), static_cast<unsigned>(bytes.size()));
+    int n = uv_try_write(handle, &whole, 1);
+    if (n >= 0 && static_cast<std::size_t>(n) == bytes.size()) return true;
+    if (n < 0 && n != UV_EAGAIN) {
+      s->fail_later(uv_error(n));
+      return false;
+    }
+    if (n > 0) offset = static_cast<std::size_t>(n);
+  }
   auto* request = new write_request{{}, std::move(bytes), std::move(done)};
-  uv_buf_t buf = uv_buf_init(reinterpret_cast<char*>(request->bytes.data()),
-                             static_cast<unsigned>(request->bytes.size()));
-  int rc = uv_write(&request->request, reinterpret_cast<uv_stream_t*>(&s->pipe), &buf, 1,
-                    [](uv_write_t* req, int status) {
-                      std::unique_ptr<write_request> owned(reinterpret_cast<write_request*>(req));
-                      auto* st = static_cast<stream_state*>(req->handle->data);
-                      // After the owner closed the stream, its callbacks are gone with it.
-                      if (st->closed_by_owner) return;
-                      if (owned->done) st->loop.invoke(owned->done, uv_error(status));
-                      if (status < 0 && status != UV_ECANCELED) {
-                        st->fail(uv_error(status));
-                      } else if (st->need_drain && !st->closing &&
-                                 uv_stream_get_write_queue_size(req->handle) == 0) {
-                        st->need_drain = false;
-                        if (st->drain) st->loop.invoke(st->drain);
-                      }
-                    });
-  if (rc) {
+  uv_buf_t rest = uv_buf_init(reinterpret_cast<char*>(request->bytes.data()) + offset,
+                              static_cast<unsigned>(request->bytes.size() - offset));
+  if (int rc = uv_write(&request->request, handle, &rest, 1, on_written)) {
     std::unique_ptr<write_request> owned(request);
-    if (owned->done)
-      s->loop.post([done = std::move(owned->done), rc]() mutable { done(uv_error(rc)); });
-    s->fail(uv_error(rc));
+    if (owned->done) s->defer([done = std::move(owned->done), rc]() mutable { done(uv_error(rc)); });
+    s->fail_later(uv_error(rc));
     return false;
   }
-  bool below = uv_stream_get_write_queue_size(reinterpret_cast<uv_stream_t*>(&s->pipe)) < high_water_mark;
+  ++s->writes_in_flight;
+  bool below = uv_stream_get_write_queue_size(handle) < high_water_mark;
   if (!below) s->need_drain = true;
   return below;
 }
 
 void stream::end() {
-  auto* s = state_as<stream_state>();
-  if (!s || s->write_ended) return;
-  s->write_ended = true;
-  auto* request = new uv_shutdown_t;
-  int rc = uv_shutdown(request, reinterpret_cast<uv_stream_t*>(&s->pipe), [](uv_shutdown_t* req, int) {
-    std::unique_ptr<uv_shutdown_t> owned(req);
-    auto* st = static_cast<stream_state*>(req->handle->data);
-    // A pipe has no half-close (ENOTSOCK): closing our end is the end-of-stream.
-    // A socket stays open for reading until the peer ends too.
-    if (!st->closing && (st->read_ended || !st->reading)) st->finish();
-  });
-  if (rc) {
-    delete request;
-    s->finish();
-  }
+  if (auto* s = state()) s->end();
 }
 
 std::size_t stream::buffered() const noexcept {
-  auto* s = state_as<stream_state>();
-  return s ? uv_stream_get_write_queue_size(reinterpret_cast<const uv_stream_t*>(&s->pipe)) : 0;
+  auto* s = state();
+  return s ? uv_stream_get_write_queue_size(s->uv_stream()) : 0;
 }
 
 }  // namespace crew

@@ -15,6 +15,7 @@
 #include "crew/signal.hpp"
 #include "crew/stream.hpp"
 #include "crew/task.hpp"
+#include "crew/tcp.hpp"
 #include "crew/timer.hpp"
 #include "crew/work.hpp"
 #include "crew/worker_threads.hpp"

@@ -5,6 +5,9 @@
 
 #include "crew/child_process.hpp"
 #include "crew/timer.hpp"
+
+#include <optional>
+#include <vector>
 #include "test_support.hpp"
 
 namespace {
@@ -84,6 +87,43 @@ TEST(stream, a_closed_stream_ignores_calls_and_fails_writes_on_the_loop) {
   l.post([&] { hold = {}; });
   crew::test::run_within(l);
   EXPECT_EQ(done, std::errc::broken_pipe);
+}
+
+TEST(stream, writes_still_queued_when_the_stream_closes_complete_with_ecanceled) {
+  crew::loop l;
+  crew::child_process cat = crew::spawn("cat", {}, {}, l);
+  cat.out().pause();  // cat blocks on its full stdout, so our writes stay queued
+  std::vector<std::error_code> outcomes;
+  std::string chunk(256 * 1024, 'x');
+  for (int i = 0; i < 16; ++i) cat.in().write(chunk, [&](std::error_code ec) { outcomes.push_back(ec); });
+  crew::timer later = crew::set_timeout(20ms, [&] {
+    cat.in().close();
+    EXPECT_TRUE(outcomes.empty() || outcomes.back() != std::errc::operation_canceled)
+        << "a completion ran inside close()";
+    cat.out().resume();
+  }, l);
+  crew::test::run_within(l);
+  ASSERT_EQ(outcomes.size(), 16u) << "every completion runs exactly once";
+  EXPECT_EQ(outcomes.back(), std::errc::operation_canceled);
+}
+
+TEST(stream, an_error_found_inside_write_arrives_on_a_later_turn) {
+  crew::loop l;
+  crew::child_process child = crew::spawn("true", {}, {}, l);
+  bool inside_write = false, error_inside = false;
+  std::optional<std::error_code> error;
+  child.in().on_error([&](std::error_code ec) {
+    error = ec;
+    error_inside = inside_write;
+  });
+  child.on_exit([&](crew::exit_status) {
+    inside_write = true;
+    child.in().write(std::string(1 << 20, 'x'));  // no completion: written at once, and fails at once
+    inside_write = false;
+  });
+  crew::test::run_within(l);
+  EXPECT_EQ(error, std::errc::broken_pipe);
+  EXPECT_FALSE(error_inside) << "the error event ran inside write()";
 }
 
 }  // namespace

@@ -10,7 +10,12 @@
 //     close callback deletes it, so a callback that destroys its own owner is safe;
 //   - once the owner is gone no user callback runs (uv_close stops them);
 //   - a loop destroyed with handles still open closes them all and detaches
-//     their owners, whose methods then do nothing and whose destructors are no-ops.
+//     their owners, whose methods then do nothing and whose destructors are no-ops;
+//   - work a block defers to a later loop turn (defer()) keeps it allocated until
+//     that work has run or been dropped, so the deferred code may look at it.
+//
+// docs/lifetime.md states the rule for users; docs/callbacks.md the callback
+// contract that defer() helps keep (no callback inside the call that caused it).
 #pragma once
 
 #include <uv.h>
@@ -46,12 +51,23 @@ struct handle_state {
   /// someone else it is closing (a child's stdio tells its process) does it here.
   virtual void on_closing() noexcept {}
 
+  /// Runs fn on this loop's thread on a later turn (through loop::post), never
+  /// inside the call that defers it. fn runs even if the handle closes in
+  /// between (it checks `closing`/`owner` itself), and the block stays allocated
+  /// until fn has run, or has been dropped because the loop was destroyed first.
+  void defer(unique_function<void()> fn);
+
+  /// libuv's close callback: frees the block now, or once deferred work is done.
+  static void on_uv_close(uv_handle_t* handle) noexcept;
+
   crew::loop& loop;
   handle_owner* owner = nullptr;
   handle_state* previous = nullptr;  // the loop's list of open handles
   handle_state* next = nullptr;
   bool closing = false;
   bool closed_by_owner = false;  // the owner called close() or was destroyed
+  bool close_done = false;       // libuv's close callback has run
+  int deferred = 0;              // defer()red functions not yet run or dropped
 };
 
 /// The block of a handle with one uv handle of type Uv and one callback, such
