@@ -12,7 +12,7 @@ struct own_error {
   errc code;
   std::string_view name;
   std::string_view message;
-  std::errc condition;
+  std::errc condition;  // std::errc{}: none of the standard conditions fits
 };
 
 constexpr std::array own_errors{
@@ -27,6 +27,7 @@ constexpr std::array own_errors{
               std::errc::broken_pipe},
     own_error{errc::data_clone_error, "DataCloneError", "an attachment of the message cannot be transferred",
               std::errc::invalid_argument},
+    own_error{errc::uncaught_exception, "ERR_UNCAUGHT_EXCEPTION", "the work threw an exception", std::errc{}},
 };
 
 const own_error* find_own(int value) noexcept {
@@ -62,7 +63,7 @@ class crew_category final : public std::error_category {
 
   std::error_condition default_error_condition(int value) const noexcept override {
     if (is_errno_based(value)) return {-value, std::generic_category()};
-    if (const own_error* e = find_own(value)) return e->condition;
+    if (const own_error* e = find_own(value); e && e->condition != std::errc{}) return e->condition;
     return {value, *this};
   }
 };

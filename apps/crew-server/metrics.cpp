@@ -50,7 +50,8 @@ metrics_client::metrics_client(crew::ipc_channel* primary) : primary_(primary) {
 }
 
 void metrics_client::request(crew::unique_function<void(std::string)> done) {
-  if (!primary_ || !primary_->connected()) return done("");
+  // Never inside this call: no primary means an empty answer on the next turn.
+  if (!primary_ || !primary_->connected()) return crew::loop::current().post([done = std::move(done)]() mutable { done(""); });
   long seq = next_++;
   waiting_[seq] = std::move(done);
   primary_->send(crew::message::value_type{{"metrics_request", seq}}, [this, seq](std::error_code ec) {

@@ -25,7 +25,7 @@ class metrics_client {
   explicit metrics_client(crew::ipc_channel* primary);
 
   /// done gets the text, or "" when the primary cannot answer (no channel, or
-  /// disconnected).
+  /// disconnected); exactly once, never inside request().
   void request(crew::unique_function<void(std::string)> done);
 
  private:

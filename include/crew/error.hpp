@@ -14,6 +14,7 @@
 // conveniences throw std::system_error carrying the same code.
 #pragma once
 
+#include <exception>
 #include <string>
 #include <system_error>
 #include <type_traits>
@@ -32,6 +33,7 @@ enum class errc : int {
   queue_full,                      ///< "ERR_QUEUE_FULL": a bounded queue rejected the item.
   closed_message_port,             ///< "ERR_CLOSED_MESSAGE_PORT": post on a closed port or to a closed peer.
   data_clone_error,                ///< "DataCloneError": an attachment that cannot travel that way.
+  uncaught_exception,              ///< "ERR_UNCAUGHT_EXCEPTION": user work threw; result::exception() has it.
 };
 
 /// The category of every code crew reports. Negative values are libuv's codes,
@@ -57,6 +59,10 @@ inline void throw_if_error(const std::error_code& ec, const char* what) {
 /// A value of type T or the error_code that explains why there is none.
 /// Like std::expected<T, std::error_code> (C++23). value() on an error throws
 /// std::system_error with that code.
+///
+/// When user code that should have produced the value threw (work on a pool
+/// thread, a task), the result holds that exception: error() is
+/// ERR_UNCAUGHT_EXCEPTION, exception() gives it, and value() rethrows it.
 template <class T>
 class [[nodiscard]] result {
  public:
@@ -66,12 +72,25 @@ class [[nodiscard]] result {
       : state_(std::in_place_index<0>, std::move(value)) {}
   result(std::error_code ec) noexcept : state_(std::in_place_index<1>, ec) {}  // NOLINT: implicit
   result(errc e) noexcept : result(make_error_code(e)) {}                      // NOLINT: implicit
+  /// A result that failed because user code threw `thrown` (not null).
+  explicit result(std::exception_ptr thrown) noexcept : state_(std::in_place_index<2>, std::move(thrown)) {}
 
   bool has_value() const noexcept { return state_.index() == 0; }
   explicit operator bool() const noexcept { return has_value(); }
 
   /// The error; a default (success) code when there is a value.
-  std::error_code error() const noexcept { return has_value() ? std::error_code{} : std::get<1>(state_); }
+  std::error_code error() const noexcept {
+    switch (state_.index()) {
+      case 0: return {};
+      case 1: return std::get<1>(state_);
+      default: return make_error_code(errc::uncaught_exception);
+    }
+  }
+
+  /// The exception user code threw instead of producing the value; null otherwise.
+  std::exception_ptr exception() const noexcept {
+    return state_.index() == 2 ? std::get<2>(state_) : std::exception_ptr();
+  }
 
   T& value() & { return check(), std::get<0>(state_); }
   const T& value() const& { return check(), std::get<0>(state_); }
@@ -90,10 +109,11 @@ class [[nodiscard]] result {
 
  private:
   void check() const {
-    if (!has_value()) throw std::system_error(std::get<1>(state_));
+    if (state_.index() == 1) throw std::system_error(std::get<1>(state_));
+    if (state_.index() == 2) std::rethrow_exception(std::get<2>(state_));
   }
 
-  std::variant<T, std::error_code> state_;
+  std::variant<T, std::error_code, std::exception_ptr> state_;
 };
 
 }  // namespace crew

@@ -62,10 +62,13 @@ class work {
 /// when fn returns void. The error is ECANCELED when cancel() removed the job
 /// from the queue; fn did not run then.
 ///
-/// Callback contract: done runs exactly once, on l's thread, never inside
-/// queue_work(). While the job is in flight the loop stays alive. If fn throws,
-/// the exception is carried to the loop's thread and thrown from loop::run()
-/// in place of calling done.
+/// If fn throws, done gets the failure as an error value: a result<R> whose
+/// error() is ERR_UNCAUGHT_EXCEPTION and whose exception() (rethrown by
+/// value()) is what fn threw; or, for a void fn, the ERR_UNCAUGHT_EXCEPTION code.
+///
+/// Callback contract (docs/callbacks.md): done runs exactly once, on l's
+/// thread, never inside queue_work(). While the job is in flight the loop
+/// stays alive.
 ///
 /// Thread-safety: call on l's thread. fn runs on a pool thread and must not
 /// touch loop-thread objects; use the return value to carry results back.
@@ -94,9 +97,10 @@ work queue_work(Work&& fn, Done&& done, loop& l = loop::current()) {
     }
 
     void complete(std::error_code status) override {
-      if (error) std::rethrow_exception(error);
       if constexpr (std::is_void_v<value>)
-        done(status);
+        done(error ? make_error_code(errc::uncaught_exception) : status);
+      else if (error)
+        done(result<value>(error));
       else if (status)
         done(result<value>(status));
       else

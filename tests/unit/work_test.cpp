@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+
 #include <atomic>
 #include <future>
 #include <stdexcept>
@@ -87,13 +89,19 @@ TEST(queue_work, cancelling_a_finished_job_is_ebusy) {
   EXPECT_EQ(crew::work().cancel(), std::errc::invalid_argument);
 }
 
-TEST(queue_work, an_exception_in_the_job_is_thrown_from_run_on_the_loop_thread) {
+TEST(queue_work, an_exception_in_the_job_arrives_in_done_as_an_error_with_the_exception) {
   crew::loop l;
-  bool done_called = false;
+  std::optional<crew::result<int>> outcome;
   (void)crew::queue_work([]() -> int { throw std::runtime_error("job failed"); },
-                         [&](crew::result<int>) { done_called = true; }, l);
-  EXPECT_THROW(l.run(), std::runtime_error);
-  EXPECT_FALSE(done_called);
+                         [&](crew::result<int> r) { outcome.emplace(std::move(r)); }, l);
+  std::optional<std::error_code> void_outcome;
+  (void)crew::queue_work([] { throw 42; }, [&](std::error_code ec) { void_outcome = ec; }, l);
+  EXPECT_NO_THROW(crew::test::run_within(l));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(crew::error_name(outcome->error()), "ERR_UNCAUGHT_EXCEPTION");
+  ASSERT_TRUE(outcome->exception());
+  EXPECT_THROW((void)outcome->value(), std::runtime_error) << "value() rethrows what the job threw";
+  EXPECT_EQ(crew::error_name(void_outcome.value_or(std::error_code{})), "ERR_UNCAUGHT_EXCEPTION");
 }
 
 TEST(queue_work, many_jobs_all_complete_with_their_own_results) {
