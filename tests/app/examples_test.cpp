@@ -1,7 +1,11 @@
-// The server examples, run as a user runs them: cluster-http and graceful-shutdown.
+// The examples, run as a user runs them: each one's exit status and output.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <csignal>
+#include <fstream>
+#include <regex>
 #include <set>
 #include <string>
 #include <thread>
@@ -62,6 +66,77 @@ TEST(examples, cluster_http_answers_from_every_worker_reloads_and_shuts_down) {
       });
   EXPECT_NE(r.out.find("all workers exited\n"), std::string::npos) << r.out;
   EXPECT_EQ(r.status, (crew::exit_status{0, 0}));
+}
+
+// Whether `text` matches `pattern` somewhere (ECMAScript regex).
+bool contains(const std::string& text, const std::string& pattern) {
+  return std::regex_search(text, std::regex(pattern));
+}
+
+TEST(examples, spawn_ls_streams_the_listing_of_usr_and_reports_exit_code_0) {
+  auto r = crew::test::run_to_end(CREW_BIN "/spawn-ls", {});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_TRUE(contains(r.out, "^Parent process ID: [0-9]+\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "stdout:[\\s\\S]* bin\n[\\s\\S]* share\n")) << r.out;
+  EXPECT_TRUE(r.out.ends_with("child process exited with code 0\n")) << r.out;
+}
+
+TEST(examples, exec_prints_the_listing_and_nodes_version) {
+  auto r = crew::test::run_to_end(CREW_BIN "/exec", {});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_TRUE(contains(r.out, "Stdout: total [0-9.]+[KMG]?\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "Stdout: v[0-9]+\\.[0-9]+\\.[0-9]+\n")) << r.out;
+}
+
+TEST(examples, spawn_ping_streams_three_echo_replies_from_this_machine) {
+  auto r = crew::test::run_to_end(CREW_BIN "/spawn-ping", {});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_TRUE(contains(r.out, "3 packets transmitted, 3 received")) << r.out;
+  EXPECT_TRUE(r.out.ends_with("ping process exited with code 0\n")) << r.out;
+}
+
+TEST(examples, fork_parent_gets_each_answer_of_its_cpp_child) {
+  auto r = crew::test::run_to_end(CREW_BIN "/fork-parent", {});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_TRUE(contains(r.out, "Result from child: 42\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "Response from child: \\{\"response\":\"HELLO FROM PARENT\"\\}\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "Message from child: \\{\"received\":true\\}\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "\\[child [0-9]+\\] Message from parent: \\{\"num\":21\\}")) << r.out;
+}
+
+TEST(examples, process_reuse_answers_ten_requests_from_one_child) {
+  auto r = crew::test::run_to_end(CREW_BIN "/process-reuse", {});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  std::smatch started;
+  ASSERT_TRUE(std::regex_search(r.out, started, std::regex("started .*fork-child as pid ([0-9]+)\n"))) << r.out;
+  for (int i = 1; i <= 10; ++i)
+    EXPECT_NE(r.out.find("answer " + std::to_string(i) + ": {\"result\":" + std::to_string(2 * i) + "} from pid " +
+                         started[1].str() + "\n"),
+              std::string::npos)
+        << r.out;
+  EXPECT_TRUE(r.out.ends_with("10 requests, 1 process started\n")) << r.out;
+}
+
+TEST(examples, thread_pool_hashes_files_on_the_pool_and_reports_a_missing_one) {
+  std::string file = testing::TempDir() + "crew-thread-pool-example";
+  std::ofstream(file) << "hello";
+  auto r = crew::test::run_to_end(CREW_BIN "/thread-pool", {file, "/no/such/file"});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  // FNV-1a of "hello", stretched 200 times as the example does, is fixed: the
+  // same bytes give the same line on every machine.
+  EXPECT_TRUE(contains(r.out, "crew-thread-pool-example +5 bytes +fnv1a 953205098b0f62f5\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "/no/such/file +error ENOENT\n")) << r.out;
+  EXPECT_TRUE(contains(r.out, "every callback ran on the main thread: yes\n")) << r.out;
+  unlink(file.c_str());
+}
+
+TEST(examples, fork_node_talks_to_a_node_child_over_nodes_ipc) {
+  std::string script = testing::TempDir() + "crew-fork-node-example.js";
+  std::ofstream(script) << "process.on('message', m => { process.send({got: m, pid: process.pid}); process.disconnect(); });\n";
+  auto r = crew::test::run_to_end(CREW_BIN "/fork-node", {script});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_TRUE(contains(r.out, "^\\{\"got\":\\{\"hello\":\"world\"\\},\"pid\":[0-9]+\\}\n$")) << r.out;
+  unlink(script.c_str());
 }
 
 }  // namespace

@@ -41,4 +41,9 @@ run_result run_program(const std::string& program, std::vector<std::string> args
   return r;
 }
 
+/// Runs `program` with `args` to its end and gives how it ended and what it printed.
+inline run_result run_to_end(const std::string& program, std::vector<std::string> args) {
+  return run_program(program, std::move(args), "$^", [](int, pid_t) {});
+}
+
 }  // namespace crew::test

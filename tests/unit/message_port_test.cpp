@@ -210,10 +210,21 @@ TEST(message_port, a_typed_listener_reports_a_mismatch_as_messageerror_and_goes_
 TEST(message_port, an_unreferenced_port_does_not_keep_the_loop_alive) {
   crew::loop loop;
   message_channel channel;
-  channel.port2.on_message([](message) {});
+  int received = 0;
+  channel.port2.on_message([&](message) {
+    ++received;
+    channel.port2.close();
+  });
+  EXPECT_TRUE(loop.alive()) << "a port with a message callback keeps its loop alive";
   channel.port2.unref();
-  crew::test::run_within(loop);  // returns at once
-  SUCCEED();
+  EXPECT_FALSE(loop.alive());
+  crew::test::run_within(loop);  // returns at once: nothing keeps the loop
+  EXPECT_EQ(received, 0);
+  channel.port2.ref();
+  EXPECT_TRUE(loop.alive());
+  ASSERT_FALSE(channel.port1.post_message(1));
+  crew::test::run_within(loop);  // the referenced port keeps it until the message came
+  EXPECT_EQ(received, 1);
 }
 
 TEST(message_port, clearing_the_callback_keeps_later_messages_queued) {
