@@ -274,6 +274,62 @@ TEST(tcp, a_server_may_be_destroyed_inside_its_own_connection_callback) {
   EXPECT_TRUE(kept->is_open()) << "a connection outlives the server that gave it out";
 }
 
+TEST(tcp, a_server_destroyed_in_any_state_runs_no_callback_afterwards) {
+  crew::loop l;
+  int events = 0;
+  auto count = [&events](crew::tcp::socket) { ++events; };
+  {  // before it listens
+    crew::tcp::server idle(count, {}, l);
+  }
+  {  // while it listens, with a connection waiting in its queue
+    crew::tcp::server listening(count, {}, l);
+    int port = listening.listen(0).value();
+    int fd = crew::test::connect_to(port);
+    close(fd);
+  }
+  {  // with an adopted connection not yet delivered
+    crew::tcp::server adopting(count, {}, l);
+    int pair[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    EXPECT_FALSE(adopting.adopt_connection(pair[0]));
+    close(pair[1]);
+  }
+  crew::test::run_within(l);
+  EXPECT_EQ(events, 0);
+  // During a drain: the drain goes on without its object, and done runs once.
+  int drained = 0;
+  std::optional<crew::tcp::socket> held;
+  {
+    crew::tcp::server draining([&](crew::tcp::socket s) { held.emplace(std::move(s)); }, {}, l);
+    int pair[2];
+    ASSERT_EQ(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair), 0);
+    EXPECT_FALSE(draining.adopt_connection(pair[0]));
+    draining.close([&] { ++drained; });
+    close(pair[1]);
+  }
+  crew::timer end = crew::set_timeout(20ms, [&] { held.reset(); }, l);
+  crew::test::run_within(l);
+  EXPECT_EQ(drained, 1);
+}
+
+TEST(tcp, a_loop_destroyed_under_a_listening_server_and_its_sockets_leaves_them_inert) {
+  std::optional<crew::loop> l(std::in_place);
+  echo_server echo(*l);
+  int port = echo.server.listen(0).value();
+  int fd = crew::test::connect_to(port);
+  while (echo.clients.empty()) l->run_once();
+  bool done = false;
+  crew::tcp::server draining([](crew::tcp::socket) {}, {}, *l);
+  draining.close([&] { done = true; });
+  l.reset();
+  EXPECT_TRUE(done) << "a drain cut short by the loop's end still completes once";
+  EXPECT_FALSE(echo.server.is_open());
+  EXPECT_FALSE(echo.clients.front().is_open());
+  EXPECT_FALSE(echo.server.listening());
+  EXPECT_FALSE(echo.server.adopt_connection(dup(fd)) == std::error_code{});
+  close(fd);
+}
+
 TEST(tcp, connect_reports_refusal_bad_ports_and_timeouts_on_a_later_turn) {
   crew::loop l;
   int free_port;
