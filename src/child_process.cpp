@@ -63,7 +63,7 @@ struct child_process::state final : detail::handle_state {
   std::optional<detail::stop_relay> stop;
 
   ~state() override {
-    if (child.pidfd >= 0) ::close(child.pidfd);
+    if (child.pidfd >= 0) detail::raw_close(child.pidfd);
   }
 
   bool attached() const noexcept { return owner != nullptr && !closing; }
@@ -92,7 +92,7 @@ struct child_process::state final : detail::handle_state {
   void reap() noexcept {
     int code = 0, sig = 0;
     detail::try_reap(child, code, sig);
-    ::close(child.pidfd);
+    detail::raw_close(child.pidfd);
     child.pidfd = -1;
   }
 

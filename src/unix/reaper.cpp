@@ -6,8 +6,10 @@
 #include "detail/reaper.hpp"
 
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdint>
@@ -58,13 +60,14 @@ void send_sigkill(const orphan& o) noexcept {
 void reap(orphan& o) noexcept {
   int code = 0, signal = 0;
   try_reap(o.child, code, signal);  // fails only if someone else reaped it (waitpid(-1))
-  ::close(o.child.pidfd);
+  raw_close(o.child.pidfd);
 }
 
 // The thread. Under the lock it settles what is due (deadlines passed, exits
 // seen), then it polls without the lock. Only this thread removes entries, so
 // the ones it polls stay valid while it waits.
 void serve() {
+  pthread_setname_np(pthread_self(), "crew-reaper");  // for ps, top and debuggers
   std::vector<pollfd> fds;
   std::vector<entry*> polled;
   std::unique_lock lock(shared.mutex);
@@ -94,7 +97,7 @@ void serve() {
       link = &(*link)->next;
     }
     if (!shared.pending) {
-      if (shared.wake_fd >= 0) ::close(shared.wake_fd);
+      if (shared.wake_fd >= 0) raw_close(shared.wake_fd);
       shared.wake_fd = -1;
       shared.running = false;
       return;
@@ -108,7 +111,7 @@ void serve() {
     if (ready <= 0) continue;
     if (fds[0].revents) {
       std::uint64_t count;
-      [[maybe_unused]] ssize_t n = ::read(shared.wake_fd, &count, sizeof count);
+      syscall(SYS_read, shared.wake_fd, &count, sizeof count);
     }
     // Any event on a pidfd (POLLIN at exit, POLLNVAL for a bad fd) ends its
     // wait: reap() copes with both, and nothing is polled again in a spin.
@@ -132,17 +135,18 @@ void kill_at_exit() {
 void forget_inherited() noexcept {
   while (entry* e = shared.pending) {
     shared.pending = e->next;
-    ::close(e->o.child.pidfd);
+    raw_close(e->o.child.pidfd);
     delete e;
   }
-  if (shared.wake_fd >= 0) ::close(shared.wake_fd);
+  if (shared.wake_fd >= 0) raw_close(shared.wake_fd);
   shared.wake_fd = -1;
   shared.running = false;
   shared.owner = getpid();
 }
 
 void start_thread() noexcept {
-  shared.wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  // Made, used and closed with raw system calls, like the pidfds (see raw_close).
+  shared.wake_fd = static_cast<int>(syscall(SYS_eventfd2, 0, EFD_CLOEXEC | EFD_NONBLOCK));
   // The thread takes no signal meant for the process: it inherits a full mask.
   sigset_t all, saved;
   sigfillset(&all);
@@ -153,7 +157,7 @@ void start_thread() noexcept {
   } catch (const std::system_error&) {
     // No thread now (EAGAIN): the child stays listed, the next hand-off tries
     // again, and exit() sends the SIGKILL it is owed.
-    if (shared.wake_fd >= 0) ::close(shared.wake_fd);
+    if (shared.wake_fd >= 0) raw_close(shared.wake_fd);
     shared.wake_fd = -1;
   }
   pthread_sigmask(SIG_SETMASK, &saved, nullptr);
@@ -170,7 +174,7 @@ void reap_in_background(orphan o) noexcept {
     start_thread();
   } else if (shared.wake_fd >= 0) {
     std::uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(shared.wake_fd, &one, sizeof one);
+    syscall(SYS_write, shared.wake_fd, &one, sizeof one);
   }
 }
 

@@ -177,7 +177,7 @@ result<spawned> spawn(const spawn_plan& plan) {
     siginfo_t info;
     if (pidfd >= 0) {
       syscall(SYS_waitid, P_PIDFD, pidfd, &info, WEXITED, nullptr);
-      close(pidfd);
+      raw_close(pidfd);
     } else {
       waitpid(pid, nullptr, 0);
     }
@@ -218,6 +218,8 @@ bool try_reap(const spawned& child, int& code, int& signal, bool keep) noexcept 
   }
   return true;
 }
+
+void raw_close(int fd) noexcept { syscall(SYS_close, fd); }
 
 int send_signal(const spawned& child, int signal) noexcept {
   if (child.pidfd >= 0) {
