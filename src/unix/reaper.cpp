@@ -38,8 +38,6 @@ struct shared_state {
   entry* pending = nullptr;  // guarded by mutex
   bool running = false;      // a thread serves `pending`; guarded by mutex
   int wake_fd = -1;          // that thread's eventfd (-1: none could be made); guarded by mutex
-  pid_t owner = 0;           // the process whose children `pending` holds; guarded by mutex
-  bool exit_hook = false;    // kill_at_exit is registered; guarded by mutex
 };
 static_assert(std::is_trivially_destructible_v<shared_state>);
 constinit shared_state shared;
@@ -125,14 +123,17 @@ void serve() {
 // ignoring kill_signal. Detached children are left alone.
 void kill_at_exit() {
   std::lock_guard lock(shared.mutex);
-  if (shared.owner != getpid()) return;  // a fork() copy: the children are not ours
   for (entry* e = shared.pending; e; e = e->next)
     if (e->o.kill_at) send_sigkill(e->o);
 }
 
-// A process made by fork() (without exec) inherits the list and the flag
-// but not the thread; it forgets them, since those children are its parent's.
-void forget_inherited() noexcept {
+// fork() (without exec) copies the list but not the thread, and the children
+// listed are the parent's, not the copy's. The lock is held across fork(), so
+// that the copy's lock is not held by a thread the copy does not have; the
+// copy then starts with an empty list.
+void before_fork() { shared.mutex.lock(); }
+void after_fork_in_parent() { shared.mutex.unlock(); }
+void after_fork_in_child() {
   while (entry* e = shared.pending) {
     shared.pending = e->next;
     raw_close(e->o.child.pidfd);
@@ -141,8 +142,12 @@ void forget_inherited() noexcept {
   if (shared.wake_fd >= 0) raw_close(shared.wake_fd);
   shared.wake_fd = -1;
   shared.running = false;
-  shared.owner = getpid();
+  shared.mutex.unlock();
 }
+
+// Installed before main(), while the program has a single thread.
+[[maybe_unused]] const bool hooks_installed =
+    std::atexit(kill_at_exit) == 0 && pthread_atfork(before_fork, after_fork_in_parent, after_fork_in_child) == 0;
 
 void start_thread() noexcept {
   // Made, used and closed with raw system calls, like the pidfds (see raw_close).
@@ -167,8 +172,6 @@ void start_thread() noexcept {
 
 void reap_in_background(orphan o) noexcept {
   std::lock_guard lock(shared.mutex);
-  if (shared.owner != getpid()) forget_inherited();
-  if (!shared.exit_hook) shared.exit_hook = std::atexit(kill_at_exit) == 0;
   shared.pending = new entry{o, shared.pending};
   if (!shared.running) {
     start_thread();

@@ -523,6 +523,55 @@ TEST(reaping, a_detached_child_is_not_killed_by_close_but_is_reaped_when_it_exit
   crew::test::run_within(l);
 }
 
+TEST(reaping, exit_sends_sigkill_to_the_children_still_pending_but_not_to_a_detached_one) {
+  observed o = run(CREW_FIXTURE, {"exit-with-children"});
+  EXPECT_EQ(o.close, (crew::exit_status{0, 0})) << o.err;  // LeakSanitizer, in its builds, found nothing
+  std::istringstream pids(o.out);
+  pid_t pending = 0, detached = 0;
+  ASSERT_TRUE(pids >> pending >> detached) << o.out;
+  // Neither is our child: watch them through pidfds.
+  int detached_fd = static_cast<int>(syscall(SYS_pidfd_open, detached, 0));
+  ASSERT_GE(detached_fd, 0) << "the detached child must outlive its parent";
+  pollfd ended{detached_fd, POLLIN, 0};
+  EXPECT_EQ(poll(&ended, 1, 0), 0) << "the detached child was killed";
+  EXPECT_EQ(syscall(SYS_pidfd_send_signal, detached_fd, SIGKILL, nullptr, 0), 0);
+  close(detached_fd);
+  int pending_fd = static_cast<int>(syscall(SYS_pidfd_open, pending, 0));
+  if (pending_fd < 0) return;  // gone already: SIGKILLed and reaped by init
+  ended = {pending_fd, POLLIN, 0};
+  EXPECT_EQ(poll(&ended, 1, static_cast<int>(crew::test::scaled(10s).count())), 1)
+      << "it ignores SIGTERM and its SIGKILL was 60 s away: only the exit hook ends it";
+  close(pending_fd);
+}
+
+TEST(reaping, a_process_made_by_fork_reaps_its_own_children_not_its_parents) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer stops a forked child of a threaded process that starts a thread";
+#endif
+  crew::loop l;
+  crew::child_process parents = crew::spawn(CREW_FIXTURE, {"ignore-term"}, {.kill_timeout = 300ms}, l);
+  pid_t parents_pid = parents.pid();
+  wait_until_ready(parents, l);
+  parents.close();  // the reaper thread now holds it
+  // Not while the thread is being made: the sanitizers' runtimes are not
+  // fork-safe then (their locks would stay held in the copy).
+  ASSERT_TRUE(eventually([] { return reaper_runs(); }));
+  pid_t forked = fork();
+  if (forked == 0) {
+    // The copy has the reaper's list but not its thread.
+    crew::loop own;
+    crew::child_process child = crew::spawn("sleep", {"30"}, {}, own);
+    pid_t pid = child.pid();
+    child.close();
+    _exit(eventually([&] { return gone(pid); }) ? 0 : 1);
+  }
+  ASSERT_GT(forked, 0);
+  int status = 0;
+  ASSERT_EQ(waitpid(forked, &status, 0), forked);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the forked copy did not reap its own child";
+  EXPECT_TRUE(eventually([&] { return gone(parents_pid); })) << "the parent's reaper lost its child";
+}
+
 TEST(reaping, a_stream_moved_out_of_a_closed_child_outlives_it) {
   crew::loop l;
   std::string read;
