@@ -68,12 +68,12 @@ struct process_options {
   /// pipe; the _sync forms three pipes. fork adds an ipc() entry when the list has none.
   std::vector<crew::stdio> stdio;
   bool detached = false;            ///< new session and process group (setsid), and close() does not kill it; default: false
-  bool process_group = false;       ///< own process group, so kill_tree() reaches its descendants; default: false (exec: always)
+  bool process_group = false;       ///< own process group, so kill_tree() reaches its descendants; default: false (exec and _sync: always)
   std::optional<uid_t> uid;         ///< run as this user; default: ours
   std::optional<gid_t> gid;         ///< run as this group; default: ours
   std::string shell;                ///< run `shell -c "command args..."`, not for fork; default: "" (none; exec and exec_sync: /bin/sh)
   std::chrono::milliseconds timeout{0};  ///< terminate (see kill_signal) after this long; default: 0 (never)
-  int kill_signal = SIGTERM;        ///< sent by timeout, stop, terminate() and close(); default: SIGTERM
+  int kill_signal = SIGTERM;        ///< sent by timeout, stop, terminate(), close() and destruction; default: SIGTERM
   std::chrono::milliseconds kill_timeout{5000};  ///< SIGKILL follows kill_signal after this long; default: 5 s
   std::stop_token stop;             ///< a stop request terminates the child; default: none
   bool die_with_parent = false;     ///< the child gets SIGKILL when the thread that spawned it ends; default: false
