@@ -4,6 +4,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -11,6 +12,7 @@
 #include "crew/error.hpp"
 #include "crew/timer.hpp"
 #include "detail/ipc_state.hpp"
+#include "detail/reaper.hpp"
 #include "detail/spawn.hpp"
 #include "detail/stop_relay.hpp"
 #include "detail/stream_state.hpp"
@@ -31,38 +33,67 @@ struct child_process::state final : detail::handle_state {
     uv_timer_t timer;
   } handle;
 
+  // A group leader is reaped only when this block closes: while it is a
+  // zombie its id, which is its group's, cannot go to another process, so
+  // signalling the group (whose members may outlive the leader) never reaches
+  // a stranger. The pidfd stays open until the poll handle is closed: libuv
+  // unregisters the fd number then, which by then could be another handle's.
   detail::spawned child;
   std::error_code spawn_error;
   std::optional<exit_status> status;
   int open_pipes = 0;
   bool killed = false;
   bool leads_group = false;
+  bool detached = false;
+  bool reaped = false;
+  bool finished = false;  // closing after the close event, not abandoned
+  int kill_signal = SIGTERM;
+  std::chrono::milliseconds kill_timeout{0};
+  std::optional<std::chrono::steady_clock::time_point> kill_at;  // the SIGKILL that terminate() armed
+  // The pipes' closed hooks reach this block through here: a stream moved out
+  // of the child_process may close after the block is gone.
+  std::shared_ptr<state*> pipes_see;
   event_callback spawn_event;
   error_callback error_event;
   exit_callback exit_event;
   exit_callback close_event;
   std::optional<timer> spawn_notice;  // the spawn event, on the next loop iteration
   std::optional<timer> timeout;
+  std::optional<timer> escalation;  // SIGKILL at kill_at
   std::optional<detail::stop_relay> stop;
 
   ~state() override {
-    if (child.pidfd >= 0) ::close(child.pidfd);
+    if (child.pidfd >= 0) detail::raw_close(child.pidfd);
   }
 
   bool attached() const noexcept { return owner != nullptr && !closing; }
 
   child_process* owner_object() const noexcept { return static_cast<child_process*>(owner); }
 
-  void exited(exit_status s) {
+  bool running() const noexcept { return child.pid > 0 && !status; }
+
+  void record(exit_status s) noexcept {
     status = s;
+    if (auto* o = owner_object()) o->status_ = s;
+  }
+
+  void exited(exit_status s) {
+    record(s);
     timeout.reset();
     stop.reset();
-    if (auto* o = owner_object()) o->status_ = s;
+    if (!leads_group) escalation.reset();  // a group may outlive its leader
     // One-shot events are moved out while they run: they may destroy the child
     // object, or (as exec does) hold the last reference to what owns it.
     exit_callback on_exit = std::move(exit_event);
     if (on_exit && attached()) loop.invoke(on_exit, s);
     maybe_close();
+  }
+
+  void reap() noexcept {
+    int code = 0, sig = 0;
+    detail::try_reap(child, code, sig);
+    detail::raw_close(child.pidfd);
+    child.pidfd = -1;
   }
 
   void pipe_closed() noexcept {
@@ -74,25 +105,55 @@ struct child_process::state final : detail::handle_state {
     if (closing || !status || open_pipes > 0) return;
     exit_callback on_close = std::move(close_event);
     if (on_close && attached()) loop.invoke(on_close, *status);
+    finished = true;
     close();  // the owner keeps pid, status and killed itself
   }
 
-  bool signal(int signum) {
-    if (child.pid <= 0 || status) return false;
-    int rc = detail::send_signal(child, signum);
-    if (rc == 0) {
-      note_killed(signum != 0);
-      return true;
+  // The block closes: after the close event, or abandoned (close(), the
+  // owner's destruction, the loop's). An abandoned child still running, or a
+  // group whose leader exited, is terminated and goes to the reaper.
+  void on_closing() noexcept override {
+    if (pipes_see) *pipes_see = nullptr;
+    spawn_notice.reset();
+    timeout.reset();
+    escalation.reset();
+    stop.reset();
+    if (child.pid <= 0 || reaped) return;
+    bool abandoned = !finished && !detached;
+    if (!abandoned && status) return reap();
+    if (abandoned && !kill_at) {
+      (void)signal_tree(kill_signal);
+      kill_at = std::chrono::steady_clock::now() + kill_timeout;
     }
-    if (rc != UV_ESRCH && error_event && attached()) loop.invoke(error_event, uv_error(rc));
-    return false;
+    // A detached child is only waited for, unless terminate() armed its SIGKILL.
+    detail::reap_in_background({child, kill_at, leads_group, status.has_value()});
+    child.pidfd = -1;
   }
 
-  void signal_tree(int signum) {
-    if (leads_group && !status && ::kill(-child.pid, signum) == 0)
-      note_killed(true);
-    else
-      signal(signum);
+  std::error_code signal(int signum) {
+    if (!running()) return uv_error(UV_ESRCH);
+    if (int rc = detail::send_signal(child, signum)) return uv_error(rc);
+    note_killed(signum != 0);
+    return {};
+  }
+
+  std::error_code signal_group(int signum) {
+    if (child.pid <= 0) return uv_error(UV_ESRCH);
+    if (!leads_group) return uv_error(UV_EINVAL);
+    if (::kill(-child.pid, signum) < 0) return uv_error(-errno);
+    note_killed(signum != 0);
+    return {};
+  }
+
+  std::error_code signal_tree(int signum) { return leads_group ? signal_group(signum) : signal(signum); }
+
+  std::error_code terminate() {
+    if (std::error_code ec = signal_tree(kill_signal)) return ec;
+    if (!escalation && kill_signal != SIGKILL) {
+      kill_at = std::chrono::steady_clock::now() + kill_timeout;
+      escalation.emplace(set_timeout(kill_timeout, [this] { (void)signal_tree(SIGKILL); }, loop));
+    }
+    return {};
   }
 
   void note_killed(bool yes) noexcept {
@@ -215,7 +276,7 @@ child_process::child_process(child_process&& other) noexcept
 
 child_process& child_process::operator=(child_process&& other) noexcept {
   if (this != &other) {
-    detach();
+    close();
     stdio_ = std::move(other.stdio_);
     channel_ = std::move(other.channel_);
     pid_ = std::exchange(other.pid_, 0);
@@ -226,14 +287,12 @@ child_process& child_process::operator=(child_process&& other) noexcept {
   return *this;
 }
 
-child_process::~child_process() { detach(); }
+child_process::~child_process() { close(); }
 
-void child_process::detach() noexcept {
-  // The process may outlive this object: its block stays until the exit is
-  // reaped and the pipes (closed with this object) are counted. Its callbacks
-  // are not called any more (attached() is false) and go with the block; they
-  // are not destroyed here, since one of them may be running right now.
-  release();
+void child_process::close() noexcept {
+  // The block first: it is abandoned (docs/reaping.md), and the pipes closing
+  // next cannot make it run its close event.
+  handle_owner::close();
   stdio_.clear();
   channel_.close();
 }
@@ -247,7 +306,9 @@ void child_process::adopt_pipe(std::size_t index, int fd) {
   if (index == 0) return;
   ++s->open_pipes;
   auto* pipe = stdio_[index].state_as<detail::stream_state>();
-  pipe->closed_hook = [s] { s->pipe_closed(); };
+  pipe->closed_hook = [see = s->pipes_see] {
+    if (*see) (*see)->pipe_closed();
+  };
   pipe->start_reading();
 }
 
@@ -255,7 +316,9 @@ void child_process::adopt_channel(int fd, ipc_options limits) {
   auto* s = state_as<state>();
   channel_ = ipc_channel(s->loop, fd, limits);
   ++s->open_pipes;  // as in Node, close also waits for the channel
-  channel_.state_as<detail::ipc_state>()->closed_hook = [s] { s->pipe_closed(); };
+  channel_.state_as<detail::ipc_state>()->closed_hook = [see = s->pipes_see] {
+    if (*see) (*see)->pipe_closed();
+  };
 }
 
 pid_t child_process::pid() const noexcept { return pid_; }
@@ -273,29 +336,40 @@ void child_process::on_close(exit_callback fn) {
   if (auto* s = state_as<state>()) s->close_event = std::move(fn);
 }
 
-bool child_process::kill(int signal) {
-  if (signal < 0 || signal >= NSIG) throw std::system_error(uv_error(UV_EINVAL), "kill");
+namespace {
+
+bool valid_signal(int signal) noexcept { return signal >= 0 && signal < NSIG; }
+
+}  // namespace
+
+std::error_code child_process::kill(int signal) {
+  if (!valid_signal(signal)) return uv_error(UV_EINVAL);
   auto* s = state_as<state>();
-  return s && s->signal(signal);
+  return s ? s->signal(signal) : uv_error(UV_ESRCH);
 }
 
 std::error_code child_process::kill_tree(int signal) {
+  if (!valid_signal(signal)) return uv_error(UV_EINVAL);
   auto* s = state_as<state>();
-  if (!s || s->child.pid <= 0) return uv_error(UV_ESRCH);
-  if (!s->leads_group) return uv_error(UV_EINVAL);
-  if (::kill(-s->child.pid, signal) < 0) return uv_error(-errno);
-  s->note_killed(true);
-  return {};
+  return s ? s->signal_group(signal) : uv_error(UV_ESRCH);
+}
+
+std::error_code child_process::terminate() {
+  auto* s = state_as<state>();
+  return s ? s->terminate() : uv_error(UV_ESRCH);
 }
 
 bool child_process::killed() const noexcept { return killed_; }
 
 std::optional<exit_status> child_process::status() const noexcept { return status_; }
 
-child_process spawn(std::string command, std::vector<std::string> args, spawn_options options, loop& l) {
+child_process spawn(std::string command, std::vector<std::string> args, process_options options, loop& l) {
   child_process result;
   auto* s = new child_process::state(l);
   s->leads_group = options.detached || options.process_group;
+  s->detached = options.detached;
+  s->kill_signal = options.kill_signal;
+  s->kill_timeout = options.kill_timeout;
 
   detail::spawn_plan plan;
   std::string path;
@@ -314,6 +388,7 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
   plan.uid = options.uid;
   plan.gid = options.gid;
 
+  if (options.stdio.empty()) options.stdio = {stdio::pipe(), stdio::pipe(), stdio::pipe()};
   stdio_fds fds;
   std::error_code failure = open_stdio(options.stdio, plan.stdio, fds);
   if (fds.channel_index >= 0) {
@@ -336,20 +411,22 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
       detail::send_signal(s->child, SIGKILL);
       int code, sig;
       while (!detail::try_reap(s->child, code, sig)) usleep(1000);
+      s->child = {};
       failure = uv_error(UV_ENOSYS);
     }
   }
 
   if (failure) {
-    // Node: error (and close) on the loop, never inside spawn. For ENOENT the
-    // pipes are set up anyway; an EMFILE failure has none.
+    // Node: error, then close, on the loop and never inside spawn; no exit
+    // event. For ENOENT the pipes are set up anyway; an EMFILE failure has none.
     s->spawn_error = failure;
     uv_timer_init(l.native(), &s->handle.timer);
     result.adopt(s);
     uv_timer_start(&s->handle.timer, [](uv_timer_t* t) {
       auto* st = static_cast<child_process::state*>(t->data);
       if (st->error_event && st->attached()) st->loop.invoke(st->error_event, st->spawn_error);
-      st->exited({st->spawn_error.value(), 0});  // Node: the negative error number
+      st->record({st->spawn_error.value(), 0});  // Node: the negative error number
+      st->maybe_close();
     }, 0, 0);
     return result;
   }
@@ -360,8 +437,9 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
   uv_poll_start(&s->handle.poll, UV_READABLE, [](uv_poll_t* p, int, int) {
     auto* st = static_cast<child_process::state*>(p->data);
     int code = 0, sig = 0;
-    if (!detail::try_reap(st->child, code, sig)) return;
+    if (!detail::try_reap(st->child, code, sig, st->leads_group)) return;
     uv_poll_stop(p);
+    st->reaped = !st->leads_group;
     st->exited({code, sig});
   });
 
@@ -370,20 +448,17 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
     int fd = fds.parent_ends[i];
     if (fd < 0) continue;
     std::erase(fds.to_close, fd);
+    if (!s->pipes_see) s->pipes_see = std::make_shared<child_process::state*>(s);
     if (static_cast<int>(i) == fds.channel_index)
       result.adopt_channel(fd, options.ipc);
     else
       result.adopt_pipe(i, fd);
   }
 
-  if (options.timeout.count() > 0) {
-    int signum = options.kill_signal;
-    s->timeout.emplace(set_timeout(options.timeout, [s, signum] { s->signal_tree(signum); }, l));
-  }
-  if (options.stop.stop_possible()) {
-    int signum = options.kill_signal;
-    s->stop.emplace(l, std::move(options.stop), [s, signum] { s->signal_tree(signum); });
-  }
+  if (options.timeout.count() > 0)
+    s->timeout.emplace(set_timeout(options.timeout, [s] { (void)s->terminate(); }, l));
+  if (options.stop.stop_possible())
+    s->stop.emplace(l, std::move(options.stop), [s] { (void)s->terminate(); });
   // The spawn event, on the loop like every event: a timer of the block's own,
   // so it can never fire after the block is gone, and before any exit event.
   s->spawn_notice.emplace(set_timeout(timer::duration::zero(), [s] {
@@ -392,7 +467,7 @@ child_process spawn(std::string command, std::vector<std::string> args, spawn_op
   return result;
 }
 
-child_process fork(std::string module, std::vector<std::string> args, fork_options options, loop& l) {
+child_process fork(std::string module, std::vector<std::string> args, process_options options, loop& l) {
   std::string command = std::move(module);
   if (!options.exec_path.empty()) {
     std::vector<std::string> full = std::move(options.exec_args);
@@ -401,20 +476,14 @@ child_process fork(std::string module, std::vector<std::string> args, fork_optio
     args = std::move(full);
     command = std::move(options.exec_path);
   }
-  crew::stdio shared = options.silent ? crew::stdio::pipe() : crew::stdio::inherit();
-  spawn_options spawn_opts{
-      .cwd = std::move(options.cwd),
-      .env = std::move(options.env),
-      .extra_env = std::move(options.extra_env),
-      .stdio = {shared, shared, shared, crew::stdio::ipc()},
-      .detached = options.detached,
-      .timeout = options.timeout,
-      .kill_signal = options.kill_signal,
-      .stop = std::move(options.stop),
-      .die_with_parent = options.die_with_parent,
-      .ipc = options.ipc,
-  };
-  return spawn(std::move(command), std::move(args), std::move(spawn_opts), l);
+  if (options.stdio.empty()) {
+    crew::stdio shared = options.silent ? crew::stdio::pipe() : crew::stdio::inherit();
+    options.stdio = {shared, shared, shared};
+  }
+  if (std::none_of(options.stdio.begin(), options.stdio.end(), [](crew::stdio e) { return e.how == stdio::kind::ipc; }))
+    options.stdio.push_back(crew::stdio::ipc());
+  options.shell.clear();
+  return spawn(std::move(command), std::move(args), std::move(options), l);
 }
 
 }  // namespace crew

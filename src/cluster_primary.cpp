@@ -222,7 +222,7 @@ void primary::stop(worker_process& w) {
   forget(w.id());
   w.process_.channel().send(control("disconnect"));
   w.kill_timer_ = std::make_unique<timer>(loop_);
-  w.kill_timer_->start(settings_.kill_timeout, {}, [&w] { w.kill(SIGKILL); });
+  w.kill_timer_->start(settings_.kill_timeout, {}, [&w] { (void)w.kill(SIGKILL); });
 }
 
 void primary::disconnect(unique_function<void()> done) {

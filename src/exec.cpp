@@ -17,14 +17,14 @@ struct exec_run {
   std::optional<timer> deadline;
   std::optional<detail::stop_relay> stop;
   std::size_t max_buffer = 0;
-  int kill_signal = SIGTERM;
 
-  // Ends the command and everything it started (its own process group).
+  // Ends the command and everything it started (its own process group):
+  // kill_signal, then SIGKILL after kill_timeout.
   void kill_all(std::error_code why) {
     if (result.error) return;
     result.error = why;
     result.killed = true;
-    if (child.kill_tree(kill_signal)) child.kill(kill_signal);
+    (void)child.terminate();  // ESRCH: the group is gone already
   }
 
   void collect(std::string& into, std::string_view chunk) {
@@ -34,31 +34,31 @@ struct exec_run {
   }
 };
 
-// Starts an exec; returns the child's pid (0 when it failed to start). With
-// `feed_stdin`, stdin is a pipe that receives `input` and then closes; without,
-// /dev/null.
-pid_t start(std::string command, std::vector<std::string> args, exec_options options, std::string shell,
-            bool feed_stdin, std::string input, exec_callback done, loop& l) {
+// exec() and exec_sync() run a shell unless told which.
+void default_to_shell(process_options& options) {
+  if (options.shell.empty()) options.shell = "/bin/sh";
+}
+
+// Starts an exec; returns the child's pid (0 when it failed to start). The
+// _sync forms (`sync`) get pipes on all three fds by default; exec gets
+// /dev/null as stdin, since nobody can write to it. A stdin pipe receives
+// options.input and then closes.
+pid_t start(std::string command, std::vector<std::string> args, process_options options, bool sync,
+            exec_callback done, loop& l) {
   auto run = std::make_shared<exec_run>();
   run->done = std::move(done);
   run->max_buffer = options.max_buffer;
-  run->kill_signal = options.kill_signal;
   run->result.command = command;
   for (const auto& a : args) run->result.command += " " + a;
 
-  spawn_options spawn_opts{
-      .cwd = std::move(options.cwd),
-      .env = std::move(options.env),
-      .extra_env = std::move(options.extra_env),
-      // Nobody can write to an exec'd command's stdin: give it /dev/null, not a
-      // pipe that would never close.
-      .stdio = {feed_stdin ? stdio::pipe() : stdio::ignore(), stdio::pipe(), stdio::pipe()},
-      .process_group = true,
-      .uid = options.uid,
-      .gid = options.gid,
-      .shell = std::move(shell),
-  };
-  run->child = spawn(std::move(command), std::move(args), std::move(spawn_opts), l);
+  if (options.stdio.empty()) options.stdio = {sync ? stdio::pipe() : stdio::ignore(), stdio::pipe(), stdio::pipe()};
+  options.process_group = true;
+  // The run applies timeout and stop itself, to know why the command ended.
+  std::chrono::milliseconds timeout = options.timeout;
+  std::stop_token stop = std::move(options.stop);
+  options.timeout = {};
+  std::string input = std::move(options.input);
+  run->child = spawn(std::move(command), std::move(args), std::move(options), l);
   exec_run* raw = run.get();
   run->child.out().on_data([raw](std::string_view chunk) { raw->collect(raw->result.out, chunk); });
   run->child.err().on_data([raw](std::string_view chunk) { raw->collect(raw->result.err, chunk); });
@@ -73,11 +73,11 @@ pid_t start(std::string command, std::vector<std::string> args, exec_options opt
     run->stop.reset();
     run->done(std::move(run->result));
   });
-  if (options.timeout.count() > 0)
-    run->deadline.emplace(set_timeout(options.timeout, [raw] { raw->kill_all(uv_error(UV_ETIMEDOUT)); }, l));
-  if (options.stop.stop_possible())
-    run->stop.emplace(l, std::move(options.stop), [raw] { raw->kill_all(uv_error(UV_ECANCELED)); });
-  if (feed_stdin) {
+  if (timeout.count() > 0)
+    run->deadline.emplace(set_timeout(timeout, [raw] { raw->kill_all(uv_error(UV_ETIMEDOUT)); }, l));
+  if (stop.stop_possible())
+    run->stop.emplace(l, std::move(stop), [raw] { raw->kill_all(uv_error(UV_ECANCELED)); });
+  if (run->child.in().is_open()) {
     if (!input.empty()) run->child.in().write(buffer(input));
     run->child.in().end();
   }
@@ -86,13 +86,13 @@ pid_t start(std::string command, std::vector<std::string> args, exec_options opt
 
 }  // namespace
 
-void exec(std::string command, exec_options options, exec_callback done, loop& l) {
-  std::string shell = options.shell;
-  start(std::move(command), {}, std::move(options), std::move(shell), false, {}, std::move(done), l);
+void exec(std::string command, process_options options, exec_callback done, loop& l) {
+  default_to_shell(options);
+  start(std::move(command), {}, std::move(options), false, std::move(done), l);
 }
 
-void exec_file(std::string file, std::vector<std::string> args, exec_options options, exec_callback done, loop& l) {
-  start(std::move(file), std::move(args), std::move(options), "", false, {}, std::move(done), l);
+void exec_file(std::string file, std::vector<std::string> args, process_options options, exec_callback done, loop& l) {
+  start(std::move(file), std::move(args), std::move(options), false, std::move(done), l);
 }
 
 void exec_awaitable::await_suspend(std::coroutine_handle<> awaiting) {
@@ -101,30 +101,20 @@ void exec_awaitable::await_suspend(std::coroutine_handle<> awaiting) {
     r.result = std::move(outcome);
     awaiting.resume();
   };
-  std::string shell = r.shell ? r.options.shell : std::string();
-  start(std::move(r.command), std::move(r.args), std::move(r.options), std::move(shell), false, {}, std::move(resume),
-        *r.l);
+  if (r.shell) default_to_shell(r.options);
+  start(std::move(r.command), std::move(r.args), std::move(r.options), false, std::move(resume), *r.l);
 }
 
-spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args, spawn_sync_options options) {
+spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args, process_options options) {
   // A private loop on this thread: the caller's loop, if any, does not run meanwhile.
   loop private_loop;
-  exec_options exec_opts{
-      .cwd = std::move(options.cwd),
-      .env = std::move(options.env),
-      .extra_env = std::move(options.extra_env),
-      .timeout = options.timeout,
-      .kill_signal = options.kill_signal,
-      .max_buffer = options.max_buffer,
-  };
   spawn_sync_result out;
-  out.pid = start(std::move(command), std::move(args), std::move(exec_opts), std::move(options.shell),
-                  true, std::move(options.input), [&out](exec_result r) {
-                    out.out = std::move(r.out);
-                    out.err = std::move(r.err);
-                    out.status = r.status;
-                    out.error = r.error;
-                  }, private_loop);
+  out.pid = start(std::move(command), std::move(args), std::move(options), true, [&out](exec_result r) {
+    out.out = std::move(r.out);
+    out.err = std::move(r.err);
+    out.status = r.status;
+    out.error = r.error;
+  }, private_loop);
   private_loop.run();
   return out;
 }
@@ -145,16 +135,15 @@ std::string checked_output(spawn_sync_result r, const std::string& what) {
 
 }  // namespace
 
-std::string exec_sync(std::string command, spawn_sync_options options) {
-  if (options.shell.empty()) options.shell = "/bin/sh";
+std::string exec_sync(std::string command, process_options options) {
+  default_to_shell(options);
   std::string what = command;
   return checked_output(spawn_sync(std::move(command), {}, std::move(options)), what);
 }
 
-std::string exec_file_sync(std::string file, std::vector<std::string> args, spawn_sync_options options) {
+std::string exec_file_sync(std::string file, std::vector<std::string> args, process_options options) {
   std::string what = file;
   for (const auto& a : args) what += " " + a;
-  options.shell.clear();
   return checked_output(spawn_sync(std::move(file), std::move(args), std::move(options)), what);
 }
 

@@ -10,7 +10,8 @@
 //
 // Processes start through a vfork-class clone on Linux: the cost does not grow
 // with the parent's memory. Exit is watched through a pidfd: no SIGCHLD handler,
-// no PID-reuse race, and every child is reaped. `stdin`, `stdout` and `stderr`
+// no PID-reuse race. Every child is reaped, also one whose object or loop goes
+// first: docs/reaping.md gives that contract. `stdin`, `stdout` and `stderr`
 // are macros in C, so the child's pipes are in(), out() and err().
 #pragma once
 
@@ -54,23 +55,34 @@ struct stdio {
 
 using environment = std::map<std::string, std::string>;
 
-/// Options of spawn().
-struct spawn_options {
+/// Options of every call that starts a process: spawn(), fork(), exec(),
+/// exec_file() and the _sync forms. A field that applies to some calls only says
+/// so; the others ignore it.
+struct process_options {
   std::string cwd;                  ///< working directory; default: the parent's
   std::optional<environment> env;   ///< the whole environment; default: the parent's
   environment extra_env;            ///< added to env (or to the parent's); default: none
   std::string argv0;                ///< argv[0] seen by the program; default: the command
-  std::vector<crew::stdio> stdio{crew::stdio::pipe(), crew::stdio::pipe(), crew::stdio::pipe()};  ///< default: three pipes
-  bool detached = false;            ///< new session and process group (setsid); default: false
-  bool process_group = false;       ///< own process group, so kill_tree() reaches its descendants; default: false
+  /// One entry per fd of the child; default: empty, meaning the call's own: spawn three
+  /// pipes; fork inherit x3 (pipes when silent) and ipc(); exec and exec_file ignore, pipe,
+  /// pipe; the _sync forms three pipes. fork adds an ipc() entry when the list has none.
+  std::vector<crew::stdio> stdio;
+  bool detached = false;            ///< new session and process group (setsid), and close() does not kill it; default: false
+  bool process_group = false;       ///< own process group, so kill_tree() reaches its descendants; default: false (exec and _sync: always)
   std::optional<uid_t> uid;         ///< run as this user; default: ours
   std::optional<gid_t> gid;         ///< run as this group; default: ours
-  std::string shell;                ///< run `shell -c "command args..."`; default: "" (no shell)
-  std::chrono::milliseconds timeout{0};  ///< kill with kill_signal after this long; default: 0 (never)
-  int kill_signal = SIGTERM;        ///< for timeout and stop; default: SIGTERM
-  std::stop_token stop;             ///< a stop request kills the child with kill_signal; default: none
+  std::string shell;                ///< run `shell -c "command args..."`, not for fork; default: "" (none; exec and exec_sync: /bin/sh)
+  std::chrono::milliseconds timeout{0};  ///< terminate (see kill_signal) after this long; default: 0 (never)
+  int kill_signal = SIGTERM;        ///< sent by timeout, stop, terminate(), close() and destruction; default: SIGTERM
+  std::chrono::milliseconds kill_timeout{5000};  ///< SIGKILL follows kill_signal after this long; default: 5 s
+  std::stop_token stop;             ///< a stop request terminates the child; default: none
   bool die_with_parent = false;     ///< the child gets SIGKILL when the thread that spawned it ends; default: false
-  ipc_options ipc;                  ///< limits of the IPC channel, with stdio::ipc()
+  std::size_t max_buffer = 1024 * 1024;  ///< exec and _sync: bytes of stdout or stderr kept; default: 1 MiB
+  std::string input;                ///< _sync: written to the child's stdin (a pipe), which then closes; default: ""
+  std::string exec_path;            ///< fork: the program that runs `module`, e.g. "node"; default: "" (run `module` itself)
+  std::vector<std::string> exec_args;  ///< fork: arguments before `module`, e.g. {"--no-warnings"}; default: none
+  bool silent = false;              ///< fork: pipe stdin/stdout/stderr instead of inheriting them; default: false
+  ipc_options ipc;                  ///< limits of the IPC channel (stdio::ipc(), fork); default: ipc_options{}
 };
 
 /// How a child ended: its exit code, or the signal that killed it (code -1 then).
@@ -82,13 +94,18 @@ struct exit_status {
 
 /// A running (or finished) child process. Loop thread only. Move-only.
 ///
-/// Events, each on the loop and never inside spawn(): spawn (started), error
-/// (spawn failed, or kill failed with EPERM), exit (the process ended), close
-/// (it ended and every pipe of it closed: the last event). A failed spawn gives
-/// error, then close with code = the negative error number, as Node does.
+/// Events, each on the loop and never inside spawn(), kill(), terminate() or
+/// close(): spawn (started), exit (the process ended), close (it ended and
+/// every output pipe and the channel closed: the last event), each at most
+/// once. A failed spawn gives error, then close with code = the negative error
+/// number, and no spawn or exit, as in Node. A callback may destroy or close its
+/// own child_process; no event of it runs afterwards.
 ///
-/// Destroying the object closes its pipes and drops its callbacks, but does not
-/// kill the process; it is still reaped when it exits.
+/// Children are always reaped (docs/reaping.md): closing or destroying the
+/// object, or destroying its loop, while the child runs sends it kill_signal
+/// (its whole group when it leads one), SIGKILL after kill_timeout, and waits
+/// for it in the background. A detached child is not signalled (it may outlive
+/// us) but is still reaped if it exits while we run.
 class child_process : private detail::handle_owner {
  public:
   /// Whether this object still tracks its process: false after the close event,
@@ -106,8 +123,17 @@ class child_process : private detail::handle_owner {
 
   child_process() noexcept = default;
   child_process(child_process&& other) noexcept;
+  /// Closes this object's process first (see close()).
   child_process& operator=(child_process&&) noexcept;
+  /// Closes (see close()).
   ~child_process();
+
+  /// Lets go of the process: no event runs afterwards and the pipes and the
+  /// channel close. A child still running gets kill_signal at once (its whole
+  /// group when it leads one; nothing when detached), SIGKILL after
+  /// kill_timeout, and is reaped in the background (docs/reaping.md). pid(),
+  /// status() and killed() stay readable. Idempotent.
+  void close() noexcept;
 
   /// The process id; 0 when the spawn failed.
   pid_t pid() const noexcept;
@@ -131,22 +157,30 @@ class child_process : private detail::handle_owner {
   bool connected() const noexcept { return channel_.connected(); }
 
   void on_spawn(event_callback fn);
+  /// The spawn failed (ENOENT, EACCES, EMFILE, ...). kill() reports its own
+  /// errors by its return value, not here.
   void on_error(error_callback fn);
   void on_exit(exit_callback fn);
   void on_close(exit_callback fn);
 
-  /// Sends `signal` (through the pidfd: never to a recycled pid). Returns true on
-  /// success; false when the process is gone (ESRCH) or on another error, which
-  /// also arrives as an error event (EPERM). Throws std::system_error(EINVAL) for
-  /// an invalid signal number, as Node throws.
-  bool kill(int signal = SIGTERM);
+  /// Sends `signal` (0 only checks that the process exists) through the pidfd,
+  /// so never to a recycled pid. Errors: EINVAL for a bad signal number, ESRCH
+  /// when the process is gone (exited, failed to spawn, or closed), EPERM.
+  [[nodiscard]] std::error_code kill(int signal = SIGTERM);
 
   /// Sends `signal` to the child's whole process group (spawned with detached or
-  /// process_group), reaching the grandchildren too. Errors: ESRCH when the group
-  /// is gone, EPERM, EINVAL when the child does not lead a group of its own.
-  std::error_code kill_tree(int signal = SIGKILL);
+  /// process_group), reaching the grandchildren too. Errors: EINVAL for a bad
+  /// signal number or when the child does not lead a group of its own, ESRCH
+  /// when the group is gone, EPERM.
+  [[nodiscard]] std::error_code kill_tree(int signal = SIGTERM);
 
-  /// Whether kill() or a timeout delivered a signal.
+  /// Ends the child the way close() does, but keeps watching it: kill_signal now
+  /// (to its whole group when it leads one), SIGKILL after kill_timeout unless
+  /// the child has exited (or, for a group, until close). Its exit and close
+  /// events come as usual. Errors as kill(). exec()'s timeouts use this.
+  [[nodiscard]] std::error_code terminate();
+
+  /// Whether kill(), kill_tree(), terminate() or a timeout delivered a signal.
   bool killed() const noexcept;
 
   /// The exit status, once the exit event has happened.
@@ -154,10 +188,9 @@ class child_process : private detail::handle_owner {
 
  private:
   struct state;
-  void detach() noexcept;
   void adopt_pipe(std::size_t index, int fd);
   void adopt_channel(int fd, ipc_options limits);
-  friend child_process spawn(std::string, std::vector<std::string>, spawn_options, loop&);
+  friend child_process spawn(std::string, std::vector<std::string>, process_options, loop&);
   std::vector<stream> stdio_;
   stream no_pipe_;  // always closed
   ipc_channel channel_;
@@ -169,44 +202,14 @@ class child_process : private detail::handle_owner {
 
 /// Starts `command` with `args`. Never throws for a missing program or a failed
 /// start: they arrive as an error event (ENOENT, EACCES, EMFILE, ...).
-child_process spawn(std::string command, std::vector<std::string> args = {}, spawn_options options = {},
+child_process spawn(std::string command, std::vector<std::string> args = {}, process_options options = {},
                     loop& l = loop::current());
-
-/// Options of fork().
-struct fork_options {
-  std::string cwd;                       ///< default: the parent's
-  std::optional<environment> env;        ///< default: the parent's environment
-  environment extra_env;                 ///< default: none
-  std::string exec_path;                 ///< the program that runs `module`, e.g. "node"; default: "" (run `module` itself)
-  std::vector<std::string> exec_args;    ///< arguments before `module`, e.g. {"--no-warnings"}; default: none
-  bool silent = false;                   ///< pipe stdin/stdout/stderr instead of inheriting them; default: false
-  bool detached = false;                 ///< default: false
-  bool die_with_parent = false;          ///< default: false
-  std::chrono::milliseconds timeout{0};  ///< default: 0 (none)
-  int kill_signal = SIGTERM;             ///< default: SIGTERM
-  std::stop_token stop;                  ///< default: none
-  ipc_options ipc;                       ///< the channel's limits
-};
 
 /// Node's fork(): starts `module` (a crew program, or a script run by
 /// options.exec_path, such as node) with an IPC channel on fd 3, and stdio
 /// inherited (or piped, when silent). Talk to it with send() and on_message().
-child_process fork(std::string module, std::vector<std::string> args = {}, fork_options options = {},
+child_process fork(std::string module, std::vector<std::string> args = {}, process_options options = {},
                    loop& l = loop::current());
-
-/// Options of exec() and exec_file().
-struct exec_options {
-  std::string cwd;                       ///< default: the parent's
-  std::optional<environment> env;        ///< default: the parent's environment
-  environment extra_env;                 ///< default: none
-  std::string shell = "/bin/sh";         ///< exec() only; default: /bin/sh
-  std::chrono::milliseconds timeout{0};  ///< default: 0 (none)
-  int kill_signal = SIGTERM;             ///< default: SIGTERM
-  std::size_t max_buffer = 1024 * 1024;  ///< bytes of stdout or stderr kept; default: 1 MiB
-  std::optional<uid_t> uid;              ///< default: ours
-  std::optional<gid_t> gid;              ///< default: ours
-  std::stop_token stop;                  ///< default: none
-};
 
 /// What exec() and exec_file() report. `error` holds a failure to start (ENOENT),
 /// ETIMEDOUT when the timeout killed the command, ECANCELED when a stop request
@@ -226,22 +229,23 @@ struct exec_result {
 
 using exec_callback = unique_function<void(exec_result)>;
 
-/// Runs `command` through options.shell and calls `done` with its output when it
-/// has finished. The command runs in its own process group: a timeout, a stop
-/// request or max_buffer kills the whole tree it started, not only the shell.
+/// Runs `command` through options.shell (/bin/sh by default) and calls `done`
+/// with its output when it has finished. The command runs in its own process
+/// group: a timeout, a stop request or max_buffer terminates the whole tree it
+/// started, not only the shell (kill_signal, then SIGKILL after kill_timeout).
 /// `done` runs exactly once, on the loop, never inside exec().
-void exec(std::string command, exec_options options, exec_callback done, loop& l = loop::current());
+void exec(std::string command, process_options options, exec_callback done, loop& l = loop::current());
 
-/// Like exec() without a shell: `args` reach the program literally, whatever
-/// characters they contain.
-void exec_file(std::string file, std::vector<std::string> args, exec_options options, exec_callback done,
+/// Like exec() without a shell (unless options.shell names one): `args` reach the
+/// program literally, whatever characters they contain.
+void exec_file(std::string file, std::vector<std::string> args, process_options options, exec_callback done,
                loop& l = loop::current());
 
 /// The awaitable form of exec() and exec_file(): `co_await` gives the
 /// exec_result. Starts when awaited; resumes the coroutine on the loop.
 class [[nodiscard]] exec_awaitable {
  public:
-  exec_awaitable(std::string command, std::vector<std::string> args, exec_options options, bool shell, loop& l)
+  exec_awaitable(std::string command, std::vector<std::string> args, process_options options, bool shell, loop& l)
       : request_(std::make_unique<request>(
             request{std::move(command), std::move(args), std::move(options), shell, &l, {}})) {}
   bool await_ready() const noexcept { return false; }
@@ -254,7 +258,7 @@ class [[nodiscard]] exec_awaitable {
   struct request {
     std::string command;
     std::vector<std::string> args;
-    exec_options options;
+    process_options options;
     bool shell;
     loop* l;
     exec_result result;
@@ -263,27 +267,15 @@ class [[nodiscard]] exec_awaitable {
 };
 
 /// `co_await crew::exec("ls -lh /usr")`: exec() as an awaitable (see task.hpp).
-inline exec_awaitable exec(std::string command, exec_options options = {}, loop& l = loop::current()) {
+inline exec_awaitable exec(std::string command, process_options options = {}, loop& l = loop::current()) {
   return {std::move(command), {}, std::move(options), true, l};
 }
 
 /// `co_await crew::exec_file("ls", {"-lh"})`: exec_file() as an awaitable.
-inline exec_awaitable exec_file(std::string file, std::vector<std::string> args = {}, exec_options options = {},
+inline exec_awaitable exec_file(std::string file, std::vector<std::string> args = {}, process_options options = {},
                                 loop& l = loop::current()) {
   return {std::move(file), std::move(args), std::move(options), false, l};
 }
-
-/// Options of the _sync functions.
-struct spawn_sync_options {
-  std::string cwd;                       ///< default: the parent's
-  std::optional<environment> env;        ///< default: the parent's environment
-  environment extra_env;                 ///< default: none
-  std::string shell;                     ///< default: "" (no shell)
-  std::string input;                     ///< written to the child's stdin, which then closes; default: ""
-  std::chrono::milliseconds timeout{0};  ///< default: 0 (none)
-  int kill_signal = SIGTERM;             ///< default: SIGTERM
-  std::size_t max_buffer = 1024 * 1024;  ///< default: 1 MiB
-};
 
 /// What spawn_sync() reports (Node's {pid, output, stdout, stderr, status, signal, error}).
 struct spawn_sync_result {
@@ -296,16 +288,19 @@ struct spawn_sync_result {
 };
 
 /// Runs a program to completion, blocking the calling thread (no loop needed).
-/// Never throws for the child's failure: it is in the result.
+/// Never throws for the child's failure: it is in the result. The program runs
+/// in its own process group; a timeout, a stop request or max_buffer terminates
+/// that group as exec() does, so a child that ignores SIGTERM cannot hang the
+/// call and leaves no zombie.
 spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args = {},
-                             spawn_sync_options options = {});
+                             process_options options = {});
 
 /// Runs `command` through /bin/sh (or options.shell) and returns its stdout.
 /// Throws std::system_error when it fails to start, times out, passes max_buffer
 /// or exits with a non-zero code (the message carries its stderr).
-std::string exec_sync(std::string command, spawn_sync_options options = {});
+std::string exec_sync(std::string command, process_options options = {});
 
-/// Like exec_sync() without a shell.
-std::string exec_file_sync(std::string file, std::vector<std::string> args = {}, spawn_sync_options options = {});
+/// Like exec_sync() without a shell (unless options.shell names one).
+std::string exec_file_sync(std::string file, std::vector<std::string> args = {}, process_options options = {});
 
 }  // namespace crew

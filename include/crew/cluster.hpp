@@ -109,7 +109,7 @@ class worker_process {
   int id() const noexcept { return id_; }
   pid_t pid() const noexcept { return process_.pid(); }
   bool send(message m) { return process_.send(std::move(m)); }
-  void kill(int signal = SIGTERM) { process_.kill(signal); }
+  [[nodiscard]] std::error_code kill(int signal = SIGTERM) { return process_.kill(signal); }
   /// Node's worker.disconnect(): no new connections go to the worker, which
   /// closes its servers, lets the requests in flight finish and exits.
   void disconnect();

@@ -52,8 +52,11 @@ struct task_promise_base {
         std::exception_ptr unobserved = p.error;
         self.destroy();
         // Nobody will await it: throw it on the loop, from run(), like any
-        // exception escaping a callback.
-        if (unobserved) loop::current().post([unobserved] { std::rethrow_exception(unobserved); });
+        // exception escaping a callback. The hold keeps run() going until then.
+        if (unobserved) {
+          loop& l = loop::current();
+          l.post([unobserved, hold = loop::keep_alive(l)] { std::rethrow_exception(unobserved); });
+        }
       }
       return std::noop_coroutine();
     }

@@ -41,8 +41,15 @@ result<spawned> spawn(const spawn_plan& plan);
 result<std::string> find_program(const std::string& name, const std::string& path);
 
 /// Waits for the exit of a child without blocking. Returns false while it runs;
-/// otherwise fills code/signal and reaps it.
-bool try_reap(const spawned& child, int& code, int& signal) noexcept;
+/// otherwise fills code/signal and reaps it, unless `keep` leaves it a zombie
+/// (so that its pid, and the id of the group it leads, stay taken).
+bool try_reap(const spawned& child, int& code, int& signal, bool keep = false) noexcept;
+
+/// Closes an fd that crew made with a raw system call (a pidfd from clone, the
+/// reaper's eventfd) with a raw system call too. ThreadSanitizer tracks fd
+/// numbers: a close it saw on one thread, followed by the same number made anew
+/// on another thread, looks to it like a race, although the kernel orders both.
+void raw_close(int fd) noexcept;
 
 /// Sends `signal` to the child, through its pidfd when there is one (no PID reuse race).
 int send_signal(const spawned& child, int signal) noexcept;

@@ -66,7 +66,7 @@ struct kernel_sigaction {
   unsigned long mask;
 };
 
-CREW_CHILD_CODE [[noreturn]] void child_fail(child_args* a, long error) {
+[[noreturn]] CREW_CHILD_CODE void child_fail(child_args* a, long error) {
   a->failure = static_cast<int>(error);
   syscall(SYS_exit_group, 127);
   __builtin_unreachable();
@@ -177,7 +177,7 @@ result<spawned> spawn(const spawn_plan& plan) {
     siginfo_t info;
     if (pidfd >= 0) {
       syscall(SYS_waitid, P_PIDFD, pidfd, &info, WEXITED, nullptr);
-      close(pidfd);
+      raw_close(pidfd);
     } else {
       waitpid(pid, nullptr, 0);
     }
@@ -203,10 +203,11 @@ result<std::string> find_program(const std::string& name, const std::string& pat
   return uv_error(-error);
 }
 
-bool try_reap(const spawned& child, int& code, int& signal) noexcept {
+bool try_reap(const spawned& child, int& code, int& signal, bool keep) noexcept {
   siginfo_t info{};
-  int rc = child.pidfd >= 0 ? static_cast<int>(syscall(SYS_waitid, P_PIDFD, child.pidfd, &info, WEXITED | WNOHANG, nullptr))
-                            : waitid(P_PID, static_cast<id_t>(child.pid), &info, WEXITED | WNOHANG);
+  int flags = WEXITED | WNOHANG | (keep ? WNOWAIT : 0);
+  int rc = child.pidfd >= 0 ? static_cast<int>(syscall(SYS_waitid, P_PIDFD, child.pidfd, &info, flags, nullptr))
+                            : waitid(P_PID, static_cast<id_t>(child.pid), &info, flags);
   if (rc < 0 || info.si_pid == 0) return false;
   if (info.si_code == CLD_EXITED) {
     code = info.si_status;
@@ -217,6 +218,8 @@ bool try_reap(const spawned& child, int& code, int& signal) noexcept {
   }
   return true;
 }
+
+void raw_close(int fd) noexcept { syscall(SYS_close, fd); }
 
 int send_signal(const spawned& child, int signal) noexcept {
   if (child.pidfd >= 0) {

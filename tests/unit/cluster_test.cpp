@@ -70,7 +70,7 @@ void serve_with(policy kind, std::set<std::string>& answered, std::set<std::stri
       for (auto& c : connections) seen.insert(c->get().body);
       loop.post([&, seen] {
         answered = seen;
-        for (auto& [id, each] : p.workers()) each->kill(SIGKILL);
+        for (auto& [id, each] : p.workers()) EXPECT_FALSE(each->kill(SIGKILL));
       });
     });
   });
@@ -123,7 +123,7 @@ TEST(cluster, a_worker_reports_every_event_and_finishes_its_request_on_sigterm) 
   p.on_message([&](worker_process& w, crew::message m) {
     events.push_back("message");
     EXPECT_EQ(m.value()["slow"], std::to_string(w.pid()));
-    w.kill(SIGTERM);  // the worker disconnects itself, after answering /slow
+    EXPECT_FALSE(w.kill(SIGTERM));  // the worker disconnects itself, after answering /slow
   });
   p.on_disconnect([&](worker_process&) { events.push_back("disconnect"); });
   p.on_exit([&](worker_process& w, crew::exit_status s) {
@@ -167,7 +167,7 @@ TEST(cluster, a_killed_worker_is_replaced_and_a_crash_loop_stops) {
   std::vector<int> listened;
   p.on_listening([&](worker_process& w, const crew::cluster::address&) {
     listened.push_back(w.pid());
-    if (listened.size() == 1) w.kill(SIGKILL);
+    if (listened.size() == 1) EXPECT_FALSE(w.kill(SIGKILL));
     else
       for (auto& [id, each] : p.workers()) each->disconnect();
   });
@@ -281,7 +281,7 @@ TEST(cluster, a_worker_killed_under_load_is_replaced_while_the_other_serves) {
         std::string pid = get(port);
         if (n == 200) loop.post([&] {
             for (auto& [id, each] : p.workers())
-              if (std::to_string(each->pid()) == pids[0]) each->kill(SIGKILL);
+              if (std::to_string(each->pid()) == pids[0]) { EXPECT_FALSE(each->kill(SIGKILL)); }
             killed = true;
           });
         if (!killed) continue;
@@ -318,7 +318,7 @@ TEST(cluster, workers_exit_when_their_primary_is_killed) {
     if (end == std::string::npos || !workers.empty()) return;
     std::istringstream words(out.substr(ready + 6, end - ready - 6));
     for (pid_t pid; words >> pid;) workers.push_back(pid);
-    primary_process.kill(SIGKILL);
+    EXPECT_FALSE(primary_process.kill(SIGKILL));
   });
   crew::test::run_within(loop, 30s);
   ASSERT_EQ(workers.size(), 2u);

@@ -1,5 +1,6 @@
 // exec, exec_file and the _sync forms.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <stop_token>
 #include <thread>
@@ -11,7 +12,7 @@ namespace {
 
 using namespace std::chrono_literals;
 
-crew::exec_result exec(std::string command, crew::exec_options options = {}) {
+crew::exec_result exec(std::string command, crew::process_options options = {}) {
   crew::loop l;
   std::optional<crew::exec_result> result;
   crew::exec(std::move(command), std::move(options), [&](crew::exec_result r) { result = std::move(r); }, l);
@@ -48,6 +49,22 @@ TEST(exec, a_timeout_kills_the_whole_tree_the_command_started) {
   EXPECT_EQ(r.error, std::errc::timed_out);
   EXPECT_TRUE(r.killed);
   EXPECT_EQ(r.status.signal, SIGTERM);
+}
+
+TEST(exec, a_timeout_ends_a_tree_that_ignores_sigterm) {
+  // Without the SIGKILL that follows kill_signal, the sleeps would hold stdout for 30 s.
+  crew::exec_result r = exec("trap '' TERM; sleep 30 & sleep 30; wait", {.timeout = 50ms, .kill_timeout = 100ms});
+  EXPECT_EQ(r.error, std::errc::timed_out);
+  EXPECT_TRUE(r.killed);
+}
+
+TEST(exec, sigkill_follows_the_kill_signal_after_kill_timeout) {
+  // The output that passes max_buffer comes after the trap: SIGTERM is surely ignored.
+  crew::exec_result r = exec("trap '' TERM; sleep 30 & echo more than five bytes; wait",
+                             {.kill_timeout = 100ms, .max_buffer = 5});
+  EXPECT_EQ(crew::error_name(r.error), "ERR_CHILD_PROCESS_STDIO_MAXBUFFER");
+  EXPECT_EQ(r.status.signal, SIGKILL);
+  EXPECT_EQ(r.out, "more ");
 }
 
 TEST(exec, output_past_max_buffer_kills_the_command_and_says_so) {
@@ -103,7 +120,7 @@ TEST(spawn_sync, writes_input_and_returns_the_output) {
 
 TEST(spawn_sync, a_large_input_and_output_pass_through_whole) {
   std::string big(3 << 20, 'z');
-  crew::spawn_sync_result r = crew::spawn_sync("cat", {}, {.input = big, .max_buffer = 4 << 20});
+  crew::spawn_sync_result r = crew::spawn_sync("cat", {}, {.max_buffer = 4 << 20, .input = big});
   EXPECT_TRUE(r.ok());
   EXPECT_EQ(r.out.size(), big.size());
 }
@@ -112,6 +129,25 @@ TEST(spawn_sync, a_timeout_kills_the_child) {
   crew::spawn_sync_result r = crew::spawn_sync("sleep", {"30"}, {.timeout = 30ms});
   EXPECT_EQ(r.error, std::errc::timed_out);
   EXPECT_EQ(r.status.signal, SIGTERM);
+}
+
+TEST(spawn_sync, a_child_that_ignores_sigterm_gets_sigkill_and_the_call_returns) {
+  // "ready" (past max_buffer) is printed once SIGTERM is ignored.
+  crew::spawn_sync_result r = crew::spawn_sync(CREW_FIXTURE, {"ignore-term"}, {.kill_timeout = 100ms, .max_buffer = 3});
+  EXPECT_EQ(crew::error_name(r.error), "ERR_CHILD_PROCESS_STDIO_MAXBUFFER");
+  EXPECT_EQ(r.status.signal, SIGKILL);
+  siginfo_t info{};
+  EXPECT_EQ(waitid(P_PID, static_cast<id_t>(r.pid), &info, WEXITED | WNOHANG), -1) << "no zombie";
+  EXPECT_EQ(errno, ECHILD);
+}
+
+TEST(spawn_sync, stdio_replaces_the_default_pipes) {
+  crew::spawn_sync_result r = crew::spawn_sync(
+      "sh", {"-c", "echo lost; echo kept >&2; exit 5"},
+      {.stdio = {crew::stdio::ignore(), crew::stdio::ignore(), crew::stdio::pipe()}});
+  EXPECT_EQ(r.status.code, 5);
+  EXPECT_EQ(r.out, "");
+  EXPECT_EQ(r.err, "kept\n");
 }
 
 TEST(spawn_sync, needs_no_loop_and_leaves_the_callers_loop_alone) {
@@ -133,6 +169,15 @@ TEST(exec_sync, throws_with_the_commands_stderr_when_it_fails) {
   }
 }
 
+TEST(exec_sync, a_timeout_on_a_tree_that_ignores_sigterm_throws_etimedout_without_hanging) {
+  try {
+    (void)crew::exec_sync("trap '' TERM; sleep 30 & sleep 30; wait", {.timeout = 50ms, .kill_timeout = 100ms});
+    FAIL() << "no exception";
+  } catch (const std::system_error& e) {
+    EXPECT_EQ(e.code(), std::errc::timed_out);
+  }
+}
+
 TEST(exec_file_sync, a_missing_program_throws_enoent) {
   try {
     (void)crew::exec_file_sync("crew-no-such-program");
@@ -149,10 +194,10 @@ TEST(exec_file_sync, a_missing_program_throws_enoent) {
 
 namespace {
 
-// GCC 12 mis-copies temporaries with default member initializers (exec_options{})
+// GCC 12 mis-copies temporaries with default member initializers (process_options{})
 // and braced lists inside a co_await expression: name them before awaiting.
 crew::task<std::string> uppercase_of(std::string word, crew::loop& l) {
-  crew::exec_options options;
+  crew::process_options options;
   crew::exec_result r = co_await crew::exec("echo " + word + " | tr a-z A-Z", options, l);
   co_return r.out;
 }
@@ -160,7 +205,7 @@ crew::task<std::string> uppercase_of(std::string word, crew::loop& l) {
 crew::task<int> two_in_sequence(crew::loop& l, std::vector<std::string>& seen) {
   seen.push_back(co_await uppercase_of("first", l));
   std::vector<std::string> args{"%s", "second; literally"};
-  crew::exec_options options;
+  crew::process_options options;
   crew::exec_result r = co_await crew::exec_file("printf", std::move(args), options, l);
   seen.push_back(r.out);
   co_return r.status.code;
@@ -178,7 +223,7 @@ TEST(exec_awaitable, co_await_exec_reads_like_nodes_promise_api) {
 
 crew::task<> missing_program(crew::loop& l, std::error_code& error) {
   std::vector<std::string> no_args;
-  crew::exec_options options;
+  crew::process_options options;
   crew::exec_result r = co_await crew::exec_file("crew-no-such-program", no_args, options, l);
   error = r.error;
 }
@@ -192,7 +237,7 @@ TEST(exec_awaitable, a_failure_is_in_the_result) {
 }
 
 crew::task<> throws_after_exec(crew::loop& l) {
-  crew::exec_options options;
+  crew::process_options options;
   (void)co_await crew::exec("true", options, l);
   throw std::runtime_error("after exec");
 }
