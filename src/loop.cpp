@@ -53,6 +53,7 @@ loop::loop() : thread_(std::this_thread::get_id()) {
 }
 
 loop::~loop() {
+  destroying_ = true;
   while (handles_) handles_->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   // Runs the close callbacks and waits for thread-pool work still in flight,

@@ -245,8 +245,6 @@ void server_state::on_closing() noexcept {
   sockets.clear();
   pending.clear();  // closes them: they were never given out
   if (closed_hook) closed_hook();
-  // A drain cut short by the loop's end: its completion still runs once.
-  if (auto done = std::move(drained)) loop.invoke(done);
 }
 
 // connect(): one attempt in flight, owning itself until its completion has run.

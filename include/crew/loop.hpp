@@ -43,7 +43,9 @@ class loop {
 
   /// Closes every handle still open on this loop (their owners become inert: a
   /// closed handle's methods do nothing), runs the close callbacks, drops posts
-  /// that never ran, and closes the uv loop.
+  /// that never ran, and closes the uv loop. No callback of the user's runs
+  /// inside it, completions included (docs/lifetime.md): what they capture may
+  /// be gone already.
   ~loop();
 
   loop(const loop&) = delete;
@@ -100,9 +102,11 @@ class loop {
 
   /// Runs fn, catching what it throws: the exception stops the loop and
   /// run() rethrows it. Every crew callback goes through here, because an
-  /// exception must not unwind through libuv's C frames.
+  /// exception must not unwind through libuv's C frames. While the loop is
+  /// being destroyed it runs nothing.
   template <class F, class... Args>
   void invoke(F& fn, Args&&... args) noexcept {
+    if (destroying_) return;
     try {
       fn(std::forward<Args>(args)...);
     } catch (...) {
@@ -124,6 +128,7 @@ class loop {
   uv_async_t async_;
   std::thread::id thread_;
   std::exception_ptr failure_;
+  bool destroying_ = false;                // ~loop() has begun: no user callback runs
   int holds_ = 0;                          // keep_alive count; loop thread only
   detail::handle_state* handles_ = nullptr;  // open crew handles; loop thread only
 
