@@ -126,7 +126,7 @@ void ipc_state::later() noexcept {
 
 void ipc_state::settle() {
   if (closing) return;
-  if (write_error) return fail(std::exchange(write_error, {}));
+  if (write_error) return fail(write_error);
   run_completions();
   if (early_due && !closing) {
     early_due = false;
@@ -454,8 +454,13 @@ void ipc_state::deliver_early() {
 
 void ipc_state::drop_sends() {
   std::error_code closed = make_error_code(errc::ipc_channel_closed);
-  for (auto& item : queue)
-    if (item.done) completions.emplace_back(std::move(item.done), closed);
+  // The write that failed gets its own error; the rest ERR_IPC_CHANNEL_CLOSED.
+  std::error_code ec = write_error ? write_error : closed;
+  for (auto& item : queue) {
+    if (item.done) completions.emplace_back(std::move(item.done), ec);
+    if (item.fd >= 0 && in_flight && in_flight->done) completions.emplace_back(std::move(in_flight->done), ec);
+    ec = closed;
+  }
   queue.clear();
   queued_bytes = 0;
   if (in_flight) {

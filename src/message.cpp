@@ -13,7 +13,7 @@ namespace {
 // nlohmann's parser recurses once per nesting level (a hostile text of a
 // million '[' would overflow the stack), and it takes a NUL byte for the end of
 // the input (so "{}\0garbage" would read as {}). JSON has no raw NUL anywhere,
-// not even in a string, and no byte order mark, which both parsers skip and
+// not even in a string, and no byte order mark, which nlohmann skips and
 // JSON.parse refuses.
 bool plausible(std::string_view text, int depth_limit) noexcept {
   if (text.find('\0') != std::string_view::npos || text.starts_with("\xEF\xBB\xBF")) return false;
