@@ -29,12 +29,12 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
 #include <optional>
 #include <string_view>
 #include <vector>
 
 #include "crew/ipc.hpp"
+#include "socket_support.hpp"
 
 namespace {
 
@@ -139,21 +139,7 @@ struct session {
     // A full socket is drained by loop turns; past a bounded number the
     // bytes are dropped (a peer that never reads is another test).
     for (int tries = 0; tries < 64 && !bytes.empty() && !hung_up; ++tries) {
-      iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-      msghdr header{};
-      header.msg_iov = &iov;
-      header.msg_iovlen = 1;
-      alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
-      if (with_fd) {
-        header.msg_control = control;
-        header.msg_controllen = sizeof control;
-        cmsghdr* cmsg = CMSG_FIRSTHDR(&header);
-        cmsg->cmsg_level = SOL_SOCKET;
-        cmsg->cmsg_type = SCM_RIGHTS;
-        cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-        std::memcpy(CMSG_DATA(cmsg), &probe[1], sizeof(int));
-      }
-      ssize_t n = sendmsg(raw, &header, MSG_NOSIGNAL | MSG_DONTWAIT);
+      ssize_t n = crew::test::send_with_fd(raw, bytes, with_fd ? probe[1] : -1);
       if (n > 0) {
         bytes.remove_prefix(static_cast<std::size_t>(n));
         with_fd = false;
@@ -165,34 +151,13 @@ struct session {
     }
   }
 
-  // What the channel wrote (ACKs, NACKs, sent messages) is read and dropped,
-  // closing the descriptors that came with it.
-  void drain() {
-    char buffer[4096];
-    alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
-    for (;;) {
-      iovec iov{buffer, sizeof buffer};
-      msghdr header{};
-      header.msg_iov = &iov;
-      header.msg_iovlen = 1;
-      header.msg_control = control;
-      header.msg_controllen = sizeof control;
-      if (recvmsg(raw, &header, MSG_DONTWAIT | MSG_CMSG_CLOEXEC) <= 0) return;
-      for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
-        std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < count; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-          ::close(fd);
-        }
-      }
-    }
-  }
-
+  // A loop turn; what the channel wrote (ACKs, NACKs, sent messages) is then
+  // read and dropped, closing the descriptors that came with it.
   void turn() {
     uv_run(loop.native(), UV_RUN_NOWAIT);
     drain();
   }
+  void drain() { (void)crew::test::read_available(raw); }
 };
 
 }  // namespace

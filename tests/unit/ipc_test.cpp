@@ -6,10 +6,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cstring>
 #include <memory>
 
 #include "crew/child_process.hpp"
+#include "socket_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -163,45 +163,10 @@ struct probe_pipe {
 
 // Writes `bytes` to a socket with `fd` attached as SCM_RIGHTS.
 void write_with_fd(int socket, std::string_view bytes, int fd) {
-  iovec iov{const_cast<char*>(bytes.data()), bytes.size()};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))] = {};
-  msghdr header{};
-  header.msg_iov = &iov;
-  header.msg_iovlen = 1;
-  header.msg_control = control;
-  header.msg_controllen = sizeof control;
-  cmsghdr* cmsg = CMSG_FIRSTHDR(&header);
-  cmsg->cmsg_level = SOL_SOCKET;
-  cmsg->cmsg_type = SCM_RIGHTS;
-  cmsg->cmsg_len = CMSG_LEN(sizeof(int));
-  std::memcpy(CMSG_DATA(cmsg), &fd, sizeof fd);
-  ASSERT_EQ(sendmsg(socket, &header, MSG_NOSIGNAL), static_cast<ssize_t>(bytes.size()));
+  ASSERT_EQ(crew::test::send_with_fd(socket, bytes, fd), static_cast<ssize_t>(bytes.size()));
 }
 
-// Reads what arrived on a socket, closing any descriptor that came with it.
-std::string read_available(int socket) {
-  std::string text;
-  char buffer[4096];
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-  for (;;) {
-    iovec iov{buffer, sizeof buffer};
-    msghdr header{};
-    header.msg_iov = &iov;
-    header.msg_iovlen = 1;
-    header.msg_control = control;
-    header.msg_controllen = sizeof control;
-    ssize_t n = recvmsg(socket, &header, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-    if (n <= 0) return text;
-    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
-      for (std::size_t i = 0; i < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
-        ::close(fd);
-      }
-    }
-    text.append(buffer, static_cast<std::size_t>(n));
-  }
-}
+using crew::test::read_available;
 
 std::size_t count_of(std::string_view text, std::string_view what) {
   std::size_t count = 0;
