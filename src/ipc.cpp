@@ -80,7 +80,10 @@ void close_all(const message& m) noexcept {
 
 ipc_state::~ipc_state() {
   drop_sends();
-  run_completions();
+  // A loop being destroyed closes its open handles: then, like the loop's
+  // posts, completions are dropped rather than run inside ~loop, where what
+  // they capture may be gone.
+  if (closed_by_owner || finished) run_completions();
   for (const parked& p : early) close_all(p.m);
   for (int received : received_fds) ::close(received);
   ::close(fd);
@@ -488,6 +491,7 @@ void ipc_state::fail(std::error_code ec) {
 void ipc_state::finish() {
   if (closing) return;
   connected = false;
+  finished = true;
   // The peer went away in the middle of a line: that message is lost.
   if (!inbox.empty() && !skipping) fail_soft(make_error_code(errc::invalid_message));
   inbox.clear();

@@ -50,9 +50,10 @@ struct ipc_options {
 /// and the disconnect event. Every send completion (`done`) runs exactly once:
 /// with success, with an error, or with ERR_IPC_CHANNEL_CLOSED when the channel
 /// closes first, even when the owner closes or destroys it (completions are not
-/// events; they still run, after that call returns). Events (message, internal
-/// message, error, disconnect) never run once the owner has closed or destroyed
-/// the channel.
+/// events; they still run, after that call returns). Only a loop destroyed with
+/// the channel still open drops them, as it drops its posts. Events (message,
+/// internal message, error, disconnect) never run once the owner has closed or
+/// destroyed the channel.
 ///
 /// Bad input never ends the channel: a malformed line (ERR_INVALID_MESSAGE) or
 /// one longer than max_message_size (ERR_MESSAGE_TOO_LARGE) is an error event

@@ -101,6 +101,7 @@ struct ipc_state final : handle_state {
 
   bool connected = true;
   bool finishing = false;  // disconnect(): close once every send is done
+  bool finished = false;   // the channel ended itself (finish()), not its owner or its loop
 
   // The next turn: an idle handle (its own allocation, freed by its close
   // callback) that runs settle() once, so nothing a call finds reaches the

@@ -225,6 +225,17 @@ TEST(ipc, every_completion_runs_once_when_the_owner_closes_or_destroys_the_chann
   EXPECT_EQ(destroyed, (std::vector<std::string>{"written", "ERR_IPC_CHANNEL_CLOSED"}));
 }
 
+TEST(ipc, a_loop_destroyed_with_the_channel_open_drops_its_completions_as_it_drops_posts) {
+  int ran = 0;
+  auto l = std::make_unique<crew::loop>();
+  channel_pair p(*l);
+  p.a.send(1, [&](std::error_code) { ++ran; });  // written: its completion waits for the next turn
+  p.a.send(2, [&](std::error_code) { ++ran; });  // queued
+  l.reset();
+  EXPECT_EQ(ran, 0);
+  EXPECT_FALSE(p.a.is_open());
+}
+
 TEST(ipc, no_event_runs_after_the_owner_closes_the_channel) {
   crew::loop l;
   raw_peer peer(l);
