@@ -90,8 +90,8 @@ class ipc_channel : private detail::handle_owner {
 
   /// User messages. Messages that arrive before a callback is set are kept (up
   /// to ipc_options::max_early_bytes) and delivered, in order, on the loop turn
-  /// after it is set (as Node does). A message that came with
-  /// file descriptors (NODE_HANDLE) carries them in fds(); the receiver owns them.
+  /// after it is set (as Node does). A message that came with a file descriptor
+  /// (NODE_HANDLE) carries it in fds(); the receiver owns it.
   void on_message(message_callback fn);
   /// Node's internal messages ("NODE_..." commands) that crew does not handle itself.
   void on_internal_message(message_callback fn);
@@ -113,9 +113,9 @@ class ipc_channel : private detail::handle_owner {
   /// (NODE_HANDLE_ACK): from then on the peer owns the descriptor. It gets
   /// ECONNABORTED when the peer refused it past Node's 3 retransmissions (NACK),
   /// a write error, or ERR_IPC_CHANNEL_CLOSED when the channel closes before the
-  /// ACK: the sender then knows the peer does not have it (a sender without
-  /// `done` gets the ECONNABORTED as an error event instead). Later messages wait
-  /// for the ACK, as in Node.
+  /// ACK: the peer never confirmed it, and the sender may take it back (a sender
+  /// without `done` gets the ECONNABORTED as an error event instead). Later
+  /// messages wait for the ACK, as in Node.
   ///
   /// Errors in `done`, never thrown and never inside this call:
   /// ERR_IPC_CHANNEL_CLOSED after disconnect() or close; DataCloneError for
