@@ -7,9 +7,10 @@ JOBS ?= $(shell nproc)
 # Debian packages crew needs to build, test and benchmark (see docs and DESIGN).
 PACKAGES := build-essential cmake ninja-build pkg-config git \
             libuv1-dev nlohmann-json3-dev libsimdjson-dev node-llhttp libgtest-dev libbenchmark-dev \
-            nodejs wrk nginx-light iputils-ping procps
+            nodejs wrk nginx-light iputils-ping procps \
+            clang libclang-rt-14-dev
 
-.PHONY: deps build debug test test-asan test-tsan run bench clean
+.PHONY: deps build debug test test-asan test-tsan fuzz run bench clean
 
 deps:
 	@bash scripts/deps.sh $(PACKAGES)
@@ -35,6 +36,13 @@ test-tsan: deps
 	@cmake --build --preset tsan -j $(JOBS)
 	@ctest --preset tsan
 
+# The libFuzzer targets in fuzz/ (clang), each run for FUZZ_SECONDS (docs/fuzzing.md).
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@cmake --preset fuzz >/dev/null
+	@cmake --build --preset fuzz -j $(JOBS)
+	@bash fuzz/run.sh build-fuzz/bin $(FUZZ_SECONDS)
+
 # make run ARGS="--port 8080 --workers 4" passes flags to crew-server.
 run: build
 	@exec build/bin/crew-server $(ARGS)
@@ -43,4 +51,4 @@ bench: build
 	@bash bench/run.sh build/bin
 
 clean:
-	@rm -rf build build-debug build-asan build-tsan
+	@rm -rf build build-debug build-asan build-tsan build-fuzz build-clang

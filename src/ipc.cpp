@@ -1,5 +1,6 @@
 #include "crew/ipc.hpp"
 
+#include <fcntl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@ namespace {
 
 constexpr std::size_t read_chunk = 64 * 1024;
 constexpr int max_fds_per_read = 16;
+constexpr std::size_t max_unclaimed_fds = 16;  // received descriptors no NODE_HANDLE has claimed yet
 constexpr int max_handle_retransmissions = 3;  // Node's MAX_HANDLE_RETRANSMISSIONS
 constexpr std::size_t max_batch = 256;            // messages per sendmsg
 constexpr std::size_t batch_bytes = 64 * 1024;    // queued bytes that are written at once
@@ -68,15 +70,30 @@ int channel_fd_from_environment() {
 
 namespace detail {
 
-ipc_state::~ipc_state()
- {
+namespace {
+
+void close_all(const message& m) noexcept {
+  for (int received : m.fds()) ::close(received);
+}
+
+}  // namespace
+
+ipc_state::~ipc_state() {
+  drop_sends();
+  // A loop being destroyed closes its open handles: then, like the loop's
+  // posts, completions are dropped rather than run inside ~loop, where what
+  // they capture may be gone.
+  if (closed_by_owner || finished) run_completions();
+  for (const parked& p : early) close_all(p.m);
   for (int received : received_fds) ::close(received);
   ::close(fd);
 }
 
 void ipc_state::on_closing() noexcept {
-  if (spinner) uv_close(reinterpret_cast<uv_handle_t*>(spinner), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
-  spinner = nullptr;
+  auto free_idle = [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); };
+  if (spinner) uv_close(reinterpret_cast<uv_handle_t*>(spinner), free_idle);
+  if (turn) uv_close(reinterpret_cast<uv_handle_t*>(turn), free_idle);
+  spinner = turn = nullptr;
   if (closed_hook) closed_hook();
 }
 
@@ -95,10 +112,36 @@ void ipc_state::keep_spinning() noexcept {
     });
 }
 
+void ipc_state::later() noexcept {
+  if (closing) return;
+  if (!turn) {
+    turn = new uv_idle_t;
+    uv_idle_init(loop.native(), turn);
+    turn->data = this;
+  }
+  uv_idle_start(turn, [](uv_idle_t* idle) {
+    uv_idle_stop(idle);
+    auto* s = static_cast<ipc_state*>(idle->data);
+    s->settle();
+    if (!s->closing) s->watch();
+  });
+}
+
+void ipc_state::settle() {
+  if (closing) return;
+  if (write_error) return fail(write_error);
+  run_completions();
+  if (early_due && !closing) {
+    early_due = false;
+    deliver_early();
+  }
+  if (finishing && !closing && queue.empty() && !in_flight && held.empty()) finish();
+}
+
 void ipc_state::watch() noexcept {
   if (closing) return;
   int events = UV_READABLE;
-  if (!queue.empty() || !completions.empty() || early_due || finishing) events |= UV_WRITABLE;
+  if (!queue.empty()) events |= UV_WRITABLE;
   if (events != watched) {
     uv_poll_start(&poll, events, &ipc_state::on_poll);
     watched = events;
@@ -114,54 +157,65 @@ void ipc_state::on_poll(uv_poll_t* handle, int status, int events) {
     s->socket_full = false;
     s->flush();
   }
-  s->run_completions();
-  if (s->early_due && !s->closing) {
-    s->early_due = false;
-    s->deliver_early();
-  }
-  if (s->closing) return;
-  if (s->finishing && s->queue.empty()) return s->finish();
   if (events & UV_READABLE) s->read();
+  s->settle();
   if (!s->closing) s->watch();
 }
 
+void ipc_state::complete(ipc_channel::error_callback done, std::error_code ec) {
+  if (!done) return;
+  completions.emplace_back(std::move(done), ec);
+  later();
+}
+
 void ipc_state::run_completions() {
-  while (!completions.empty() && !closing) {
+  // Completions are not events: they run even once the channel is closed.
+  while (!completions.empty()) {
     auto [done, ec] = std::move(completions.front());
     completions.pop_front();
-    if (done && owner) loop.invoke(done, ec);
+    loop.invoke(done, ec);
   }
 }
 
 bool ipc_state::send(message m, ipc_channel::error_callback done) {
-  if (!connected || !std::as_const(m).ports().empty()) {
-    // Ports belong to threads of one process: they cannot cross to another.
-    errc why = connected ? errc::data_clone_error : errc::ipc_channel_closed;
-    completions.emplace_back(std::move(done), make_error_code(why));
-    watch();
+  // Ports belong to threads of one process: they cannot cross to another; and
+  // Node's protocol carries one descriptor per message.
+  std::error_code refused;
+  if (!connected)
+    refused = make_error_code(errc::ipc_channel_closed);
+  else if (!std::as_const(m).ports().empty() || std::as_const(m).fds().size() > 1)
+    refused = make_error_code(errc::data_clone_error);
+  int handle_fd = -1;
+  if (!refused && !std::as_const(m).fds().empty()) {
+    // The channel's own descriptor: the caller may close theirs at once, and a
+    // number reused meanwhile can never send another file.
+    handle_fd = fcntl(m.fds().front(), F_DUPFD_CLOEXEC, 0);
+    if (handle_fd < 0) refused = uv_error(-errno);
+    m.fds().clear();
+  }
+  if (refused) {
+    complete(std::move(done), refused);
     return false;
   }
-  if (awaiting_ack) {
-    held.emplace_back(std::move(m), std::move(done));
+  if (in_flight) {
+    held.push_back({std::move(m), handle_fd, std::move(done)});
     return false;
   }
-  enqueue(std::move(m), std::move(done));
+  enqueue(std::move(m), handle_fd, std::move(done));
   return queued_bytes < ipc_channel::send_high_water_mark;
 }
 
-void ipc_state::enqueue(message m, ipc_channel::error_callback done) {
-  if (!std::as_const(m).fds().empty()) {
-    outgoing item;
-    item.done = std::move(done);
-    item.fd = m.fds().front();
-    message wrapper(message::value_type{{"cmd", "NODE_HANDLE"}, {"type", handle_type(item.fd)}, {"msg", std::move(m).value()}});
-    wrapper.append_to(item.bytes);
-    item.bytes.push_back('\n');
-    last_handle = {item.bytes, item.fd};
-    awaiting_ack = true;  // later messages wait for the peer's NODE_HANDLE_ACK
-    retransmissions = 0;
-    queued_bytes += item.bytes.size();
-    queue.push_back(std::move(item));
+void ipc_state::enqueue(message m, int handle_fd, ipc_channel::error_callback done) {
+  if (handle_fd >= 0) {
+    handle_send h;
+    h.fd = handle_fd;
+    h.done = std::move(done);
+    message wrapper(message::value_type{{"cmd", "NODE_HANDLE"}, {"type", handle_type(handle_fd)}, {"msg", std::move(m).value()}});
+    wrapper.append_to(h.bytes);
+    h.bytes.push_back('\n');
+    queued_bytes += h.bytes.size();
+    queue.push_back({h.bytes, handle_fd, {}, 0});
+    in_flight = std::move(h);  // later messages wait for the peer's NODE_HANDLE_ACK
   } else {
     // Plain messages are appended to the last queued batch when it has not
     // started going out and carries no descriptor or completion of its own.
@@ -188,7 +242,9 @@ void ipc_state::enqueue(message m, ipc_channel::error_callback done) {
 }
 
 void ipc_state::flush() {
-  while (!queue.empty() && !closing) {
+  // A failed write is not reported here: flush() runs inside send(), and the
+  // caller must not meet its own error, completions or disconnect there.
+  while (!queue.empty() && !closing && !write_error) {
     // Gather queued messages into one sendmsg. A descriptor rides on the first
     // byte of a write, so a message with one starts a batch of its own.
     iovec iov[max_batch];
@@ -215,7 +271,9 @@ void ipc_state::flush() {
     if (n < 0) {
       if (errno == EAGAIN) socket_full = true;  // until the writable event
       if (errno == EAGAIN || errno == EINTR) break;
-      return fail(uv_error(-errno));
+      write_error = uv_error(-errno);
+      later();
+      break;
     }
     queued_bytes -= static_cast<std::size_t>(n);
     auto written = static_cast<std::size_t>(n);
@@ -227,7 +285,8 @@ void ipc_state::flush() {
         break;
       }
       written -= rest;
-      if (front.done) completions.emplace_back(std::move(front.done), std::error_code{});
+      if (front.fd >= 0 && in_flight) in_flight->written = true;
+      complete(std::move(front.done), {});
       queue.pop_front();
     }
     if (!queue.empty() && queue.front().offset > 0) break;  // the socket is full: wait until writable
@@ -251,18 +310,31 @@ void ipc_state::read() {
       if (errno == EAGAIN || errno == EINTR) return;
       return fail(uv_error(-errno));
     }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
-      if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-      std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < count; ++i) {
-        int received;
-        std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        received_fds.push_back(received);
-      }
-    }
+    take_descriptors(header);
     if (n == 0) return finish();  // the peer closed its end
     consume(std::string_view(buffer.get(), static_cast<std::size_t>(n)));
     if (static_cast<std::size_t>(n) < read_chunk) return;
+  }
+}
+
+void ipc_state::take_descriptors(msghdr& header) {
+  for (cmsghdr* c = CMSG_FIRSTHDR(&header); c; c = CMSG_NXTHDR(&header, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t count = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < count; ++i) {
+      int received;
+      std::memcpy(&received, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      received_fds.push_back(received);
+    }
+  }
+  // A well-behaved peer sends one descriptor and waits for its ACK; one that
+  // sends descriptors no NODE_HANDLE claims cannot make this process hoard them.
+  if (received_fds.size() > max_unclaimed_fds) {
+    while (received_fds.size() > max_unclaimed_fds) {
+      ::close(received_fds.front());
+      received_fds.pop_front();
+    }
+    fail_soft(make_error_code(errc::queue_full));
   }
 }
 
@@ -298,7 +370,7 @@ void ipc_state::handle_line(std::string_view line) {
   result<message> parsed = message::parse(line);
   if (!parsed) return fail_soft(parsed.error());
   message m = std::move(parsed).value();
-  if (!is_internal(m.value())) return deliver(std::move(m));
+  if (!is_internal(m.value())) return deliver(std::move(m), line.size());
 
   const std::string& cmd = m.value()["cmd"].get_ref<const std::string&>();
   if (cmd == "NODE_HANDLE") {
@@ -313,31 +385,42 @@ void ipc_state::handle_line(std::string_view line) {
     received_fds.pop_front();
     // A handle may carry an internal message too (Node's cluster sends its
     // listening sockets and connections that way).
-    if (is_internal(inner.value()) && internal) return loop.invoke(internal, std::move(inner));
-    return deliver(std::move(inner));
+    if (is_internal(inner.value()) && internal && owner) return loop.invoke(internal, std::move(inner));
+    return deliver(std::move(inner), line.size());
   }
-  if (cmd == "NODE_HANDLE_ACK") return acknowledged();
+  // An answer to a handle that is not yet wholly written (or to none) is not
+  // an answer to anything this side sent.
+  bool answerable = in_flight && in_flight->written;
+  if (cmd == "NODE_HANDLE_ACK") {
+    if (answerable) answered({});
+    return;
+  }
   if (cmd == "NODE_HANDLE_NACK") {
-    if (last_handle.fd >= 0 && ++retransmissions <= max_handle_retransmissions) {
-      queued_bytes += last_handle.bytes.size();
-      queue.push_back({last_handle.bytes, last_handle.fd, {}, 0});
-      return flush();
-    }
-    fail_soft(uv_error(UV_ECONNABORTED));  // the peer never got the descriptor
-    return acknowledged();
+    if (!answerable) return;
+    if (++in_flight->retransmissions > max_handle_retransmissions) return answered(uv_error(UV_ECONNABORTED));
+    in_flight->written = false;
+    queued_bytes += in_flight->bytes.size();
+    queue.push_back({in_flight->bytes, in_flight->fd, {}, 0});
+    return flush();
   }
-  if (internal) loop.invoke(internal, std::move(m));
+  if (internal && owner) loop.invoke(internal, std::move(m));
 }
 
-void ipc_state::acknowledged() {
-  awaiting_ack = false;
-  last_handle = {};
-  while (!held.empty() && !awaiting_ack && !closing) {
-    auto [m, done] = std::move(held.front());
+void ipc_state::answered(std::error_code ec) {
+  handle_send h = std::move(*in_flight);
+  in_flight.reset();
+  ::close(h.fd);
+  // A handle the peer never got is reported, never dropped in silence: to the
+  // sender's callback, or else as an error event.
+  if (h.done)
+    complete(std::move(h.done), ec);
+  else if (ec)
+    fail_soft(ec);
+  while (!held.empty() && !in_flight && !closing) {
+    waiting w = std::move(held.front());
     held.pop_front();
-    enqueue(std::move(m), std::move(done));
+    enqueue(std::move(w.m), w.fd, std::move(w.done));
   }
-  if (!connected && held.empty() && queue.empty()) begin_finish();
 }
 
 void ipc_state::write_internal(std::string text) {
@@ -347,16 +430,52 @@ void ipc_state::write_internal(std::string text) {
   flush();
 }
 
-void ipc_state::deliver(message m) {
-  if (!owner) {
-    for (int received : std::as_const(m).fds()) ::close(received);
-    return;
-  }
-  if (!user) {
-    early.push_back(std::move(m));
+void ipc_state::deliver(message m, std::size_t bytes) {
+  if (!owner) return close_all(m);
+  // Messages that come before anyone listens are kept (as Node does), up to a
+  // bound, so a peer cannot grow this process without limit.
+  if (!user || !early.empty()) {
+    if (early_bytes + bytes > options.max_early_bytes) {
+      close_all(m);
+      return fail_soft(make_error_code(errc::queue_full));
+    }
+    early_bytes += bytes;
+    early.push_back({std::move(m), bytes});
     return;
   }
   loop.invoke(user, std::move(m));
+}
+
+void ipc_state::deliver_early() {
+  while (!early.empty() && user && !closing && owner) {
+    parked p = std::move(early.front());
+    early.pop_front();
+    early_bytes -= p.bytes;
+    loop.invoke(user, std::move(p.m));
+  }
+}
+
+void ipc_state::drop_sends() {
+  std::error_code closed = make_error_code(errc::ipc_channel_closed);
+  // The write that failed gets its own error; the rest ERR_IPC_CHANNEL_CLOSED.
+  std::error_code ec = write_error ? write_error : closed;
+  for (auto& item : queue) {
+    if (item.done) completions.emplace_back(std::move(item.done), ec);
+    if (item.fd >= 0 && in_flight && in_flight->done) completions.emplace_back(std::move(in_flight->done), ec);
+    ec = closed;
+  }
+  queue.clear();
+  queued_bytes = 0;
+  if (in_flight) {
+    ::close(in_flight->fd);
+    if (in_flight->done) completions.emplace_back(std::move(in_flight->done), closed);
+    in_flight.reset();
+  }
+  for (auto& w : held) {
+    if (w.fd >= 0) ::close(w.fd);
+    if (w.done) completions.emplace_back(std::move(w.done), closed);
+  }
+  held.clear();
 }
 
 void ipc_state::fail_soft(std::error_code ec) {
@@ -369,23 +488,14 @@ void ipc_state::fail(std::error_code ec) {
   finish();
 }
 
-void ipc_state::begin_finish() {
-  finishing = true;
-  watch();  // the writable event comes next iteration and finishes
-}
-
 void ipc_state::finish() {
   if (closing) return;
   connected = false;
+  finished = true;
   // The peer went away in the middle of a line: that message is lost.
   if (!inbox.empty() && !skipping) fail_soft(make_error_code(errc::invalid_message));
   inbox.clear();
-  for (auto& item : queue)
-    if (item.done) completions.emplace_back(std::move(item.done), make_error_code(errc::ipc_channel_closed));
-  for (auto& [m, done] : held)
-    if (done) completions.emplace_back(std::move(done), make_error_code(errc::ipc_channel_closed));
-  queue.clear();
-  held.clear();
+  drop_sends();
   run_completions();
   event_callback_type on_disconnect = std::move(disconnect_event);
   if (on_disconnect && owner && !closing) loop.invoke(on_disconnect);
@@ -417,11 +527,10 @@ void ipc_channel::on_message(message_callback fn) {
   s->user = std::move(fn);
   // Someone listens: the channel keeps the loop alive (parent_channel() starts unreferenced).
   if (s->user) ref();
-  // Messages that arrived first are delivered in order, on the loop: the
-  // writable event of the next iteration runs them.
+  // Messages that arrived first are delivered in order, on the next turn.
   if (!s->early.empty()) {
     s->early_due = true;
-    s->watch();
+    s->later();
   }
 }
 
@@ -438,7 +547,12 @@ void ipc_channel::on_disconnect(event_callback fn) {
 bool ipc_channel::send(message m, error_callback done) {
   auto* s = state_as<ipc_state>();
   if (!s) {
-    if (done) loop::current().post([done = std::move(done)]() mutable { done(make_error_code(errc::ipc_channel_closed)); });
+    if (done) {
+      loop& l = loop::current();
+      l.post([done = std::move(done), hold = loop::keep_alive(l)]() mutable {
+        done(make_error_code(errc::ipc_channel_closed));
+      });
+    }
     return false;
   }
   return s->send(std::move(m), std::move(done));
@@ -448,7 +562,8 @@ void ipc_channel::disconnect() {
   auto* s = state_as<ipc_state>();
   if (!s || !s->connected) return;
   s->connected = false;
-  if (!s->awaiting_ack) s->begin_finish();
+  s->finishing = true;
+  s->later();
 }
 
 void ipc_channel::set_spin(std::chrono::microseconds spin) noexcept {
@@ -459,18 +574,6 @@ bool ipc_channel::connected() const noexcept {
   auto* s = state_as<ipc_state>();
   return s && s->connected;
 }
-
-namespace detail {
-
-void ipc_state::deliver_early() {
-  while (!early.empty() && user && !closing && owner) {
-    message m = std::move(early.front());
-    early.pop_front();
-    loop.invoke(user, std::move(m));
-  }
-}
-
-}  // namespace detail
 
 ipc_channel* parent_channel() {
   static ipc_channel* channel = [] () -> ipc_channel* {

@@ -9,9 +9,14 @@
 namespace crew {
 namespace {
 
-// nlohmann's parser recurses once per nesting level; a hostile text of a
-// million '[' would overflow the stack. One linear pass bounds the depth first.
-bool nesting_within(std::string_view text, int limit) noexcept {
+// One linear pass before either parser, for what they get wrong or too slowly:
+// nlohmann's parser recurses once per nesting level (a hostile text of a
+// million '[' would overflow the stack), and it takes a NUL byte for the end of
+// the input (so "{}\0garbage" would read as {}). JSON has no raw NUL anywhere,
+// not even in a string, and no byte order mark, which nlohmann skips and
+// JSON.parse refuses.
+bool plausible(std::string_view text, int depth_limit) noexcept {
+  if (text.find('\0') != std::string_view::npos || text.starts_with("\xEF\xBB\xBF")) return false;
   int depth = 0;
   bool in_string = false;
   for (std::size_t i = 0; i < text.size(); ++i) {
@@ -24,7 +29,7 @@ bool nesting_within(std::string_view text, int limit) noexcept {
     } else if (c == '"') {
       in_string = true;
     } else if (c == '[' || c == '{') {
-      if (++depth > limit) return false;
+      if (++depth > depth_limit) return false;
     } else if (c == ']' || c == '}') {
       --depth;
     }
@@ -159,7 +164,7 @@ void message::append_to(std::string& out) const {
 }
 
 result<message> message::parse(std::string_view text) {
-  if (!nesting_within(text, max_depth)) return errc::invalid_message;
+  if (!plausible(text, max_depth)) return errc::invalid_message;
   if (text.size() <= fast_parse_limit) {
     value_type value;
     if (fast_parse(text, value)) return message(std::move(value));

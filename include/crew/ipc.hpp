@@ -30,6 +30,10 @@ namespace crew {
 /// Options of an ipc_channel.
 struct ipc_options {
   std::size_t max_message_size = 64u << 20;  ///< longest accepted line, bytes; default: 64 MiB
+  /// Bytes of messages kept while no message callback is set (their lines'
+  /// lengths). Past it a message is dropped, its descriptors closed, with an
+  /// ERR_QUEUE_FULL error event. Default: 64 MiB.
+  std::size_t max_early_bytes = 64u << 20;
   /// After each message sent or received, keep the loop polling without sleeping
   /// this long, so that a quick answer is read at once instead of after a
   /// wake-up (about 100 us on virtual machines). The spin ends by itself once
@@ -38,19 +42,32 @@ struct ipc_options {
   std::chrono::microseconds spin{50};
 };
 
-/// One end of an IPC channel. Loop thread only; events on the loop, never
-/// inside the call that caused them.
+/// One end of an IPC channel. Loop thread only.
+///
+/// Callbacks follow crew's contract. No callback runs inside the call that
+/// caused it: an error that send() or disconnect() meets (EPIPE from a peer that
+/// went away) is an error event on a later loop turn, followed by the completions
+/// and the disconnect event. Every send completion (`done`) runs exactly once:
+/// with success, with an error, or with ERR_IPC_CHANNEL_CLOSED when the channel
+/// closes first, even when the owner closes or destroys it (completions are not
+/// events; they still run, after that call returns). Only a loop destroyed with
+/// the channel still open drops them, as it drops its posts. Events (message,
+/// internal message, error, disconnect) never run once the owner has closed or
+/// destroyed the channel.
 ///
 /// Bad input never ends the channel: a malformed line (ERR_INVALID_MESSAGE) or
 /// one longer than max_message_size (ERR_MESSAGE_TOO_LARGE) is an error event
-/// and is skipped. The channel ends (disconnect event) when the peer closes its
-/// end or disconnect() is called; a read or write failure is an error event first.
+/// and is skipped; so are messages past max_early_bytes and descriptors that no
+/// NODE_HANDLE claims (ERR_QUEUE_FULL; the descriptors are closed). The channel
+/// ends (disconnect event) when the peer closes its end or disconnect() is
+/// called; a read or write failure is an error event first.
 class ipc_channel : private detail::handle_owner {
  public:
   /// Whether the channel is open (not closed, moved from or closed by its loop).
   using handle_owner::is_open;
   /// Closes the channel now, dropping queued messages (disconnect() sends them
-  /// first); no event runs afterwards.
+  /// first); no event runs afterwards, and their completions get
+  /// ERR_IPC_CHANNEL_CLOSED after this call returns.
   using handle_owner::close;
   /// Node's channel.ref()/unref(): a referenced channel keeps its loop's run()
   /// going.
@@ -71,9 +88,10 @@ class ipc_channel : private detail::handle_owner {
   /// std::system_error if the loop cannot watch it.
   ipc_channel(loop& l, int fd, ipc_options options = {});
 
-  /// User messages. Messages that arrive before a callback is set are kept and
-  /// delivered, in order, once it is (as Node does). A message that came with
-  /// file descriptors (NODE_HANDLE) carries them in fds(); the receiver owns them.
+  /// User messages. Messages that arrive before a callback is set are kept (up
+  /// to ipc_options::max_early_bytes) and delivered, in order, on the loop turn
+  /// after it is set (as Node does). A message that came with a file descriptor
+  /// (NODE_HANDLE) carries it in fds(); the receiver owns it.
   void on_message(message_callback fn);
   /// Node's internal messages ("NODE_..." commands) that crew does not handle itself.
   void on_internal_message(message_callback fn);
@@ -81,16 +99,33 @@ class ipc_channel : private detail::handle_owner {
   /// The channel closed: the last event.
   void on_disconnect(event_callback fn);
 
-  /// Sends a message; its file descriptors (message::fds()) travel with it, as a
-  /// NODE_HANDLE, and stay open on this side. Returns false when the write queue
-  /// holds send_high_water_mark bytes or more (back-pressure: the message is still
-  /// queued). `done` runs once the bytes are written, or with the error:
-  /// ERR_IPC_CHANNEL_CLOSED after disconnect. Messages keep their order; after a
-  /// message with fds, later ones wait for the peer's NODE_HANDLE_ACK, as in Node.
+  /// Sends a message. Returns false when the write queue holds
+  /// send_high_water_mark bytes or more (back-pressure: the message is still
+  /// queued). Messages keep their order.
+  ///
+  /// A message without descriptors: `done` runs once its bytes are written.
+  ///
+  /// A message with a descriptor (message::fds(), one at most: Node's protocol
+  /// carries one per message) travels as a NODE_HANDLE. send() takes the
+  /// channel's own duplicate of it at once, so the caller may close its copy
+  /// right away; the duplicate is closed once the peer has answered, or when the
+  /// message is dropped. `done` runs once the peer has acknowledged it
+  /// (NODE_HANDLE_ACK): from then on the peer owns the descriptor. It gets
+  /// ECONNABORTED when the peer refused it past Node's 3 retransmissions (NACK),
+  /// a write error, or ERR_IPC_CHANNEL_CLOSED when the channel closes before the
+  /// ACK: the peer never confirmed it, and the sender may take it back (a sender
+  /// without `done` gets the ECONNABORTED as an error event instead). Later
+  /// messages wait for the ACK, as in Node.
+  ///
+  /// Errors in `done`, never thrown and never inside this call:
+  /// ERR_IPC_CHANNEL_CLOSED after disconnect() or close; DataCloneError for
+  /// message ports or more than one descriptor; EBADF/EMFILE when the
+  /// descriptor cannot be duplicated.
   bool send(message m, error_callback done = {});
 
-  /// Stops sending and closes the channel once queued messages are written; the
-  /// disconnect event follows.
+  /// Stops sending and closes the channel, on a later turn, once queued messages
+  /// are written (and a message with a descriptor acknowledged); the disconnect
+  /// event follows.
   void disconnect();
 
   /// Whether send() is still allowed.

@@ -1,11 +1,15 @@
 // IPC channels between crew processes, and bad input on them.
 #include "crew/ipc.hpp"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <memory>
+
 #include "crew/child_process.hpp"
+#include "socket_support.hpp"
 #include "test_support.hpp"
 
 namespace {
@@ -123,6 +127,9 @@ struct raw_peer {
     fd = ends[0];
     channel = crew::ipc_channel(l, ends[1], options);
   }
+  ~raw_peer() {
+    if (fd >= 0) ::close(fd);
+  }
   void write_raw(std::string_view bytes) {
     while (!bytes.empty()) {
       ssize_t n = ::write(fd, bytes.data(), bytes.size());
@@ -131,6 +138,268 @@ struct raw_peer {
     }
   }
 };
+
+// A pipe whose write end is what travels: once every copy of that end is
+// closed, wherever it went, the read end sees end-of-file.
+struct probe_pipe {
+  int read_end = -1, write_end = -1;
+  probe_pipe() {
+    int ends[2];
+    EXPECT_EQ(pipe2(ends, O_CLOEXEC | O_NONBLOCK), 0);
+    read_end = ends[0];
+    write_end = ends[1];
+  }
+  ~probe_pipe() {
+    ::close(read_end);
+    if (write_end >= 0) ::close(write_end);
+  }
+  // Closes this side's write end; true when no copy of it is left anywhere.
+  bool no_copy_left() {
+    if (write_end >= 0) ::close(std::exchange(write_end, -1));
+    char byte;
+    return ::read(read_end, &byte, 1) == 0;
+  }
+};
+
+// Writes `bytes` to a socket with `fd` attached as SCM_RIGHTS.
+void write_with_fd(int socket, std::string_view bytes, int fd) {
+  ASSERT_EQ(crew::test::send_with_fd(socket, bytes, fd), static_cast<ssize_t>(bytes.size()));
+}
+
+using crew::test::read_available;
+
+std::size_t count_of(std::string_view text, std::string_view what) {
+  std::size_t count = 0;
+  for (std::size_t at = text.find(what); at != std::string_view::npos; at = text.find(what, at + 1)) ++count;
+  return count;
+}
+
+TEST(ipc, a_send_that_meets_a_vanished_peer_reports_on_a_later_turn_never_inside_send) {
+  crew::loop l;
+  raw_peer peer(l);
+  ::close(std::exchange(peer.fd, -1));  // the peer is gone: the next write meets EPIPE
+  // The cluster primary's use-after-free: a disconnect handler that destroys
+  // what the code calling send() still uses.
+  auto user = std::make_unique<int>(7);
+  std::vector<std::string> events;
+  bool in_send = false;
+  peer.channel.on_error([&](std::error_code ec) {
+    EXPECT_FALSE(in_send);
+    events.push_back("error " + crew::error_name(ec));
+  });
+  peer.channel.on_disconnect([&] {
+    EXPECT_FALSE(in_send);
+    user.reset();
+    events.push_back("disconnect");
+  });
+  in_send = true;
+  peer.channel.send(1, [&](std::error_code ec) {
+    EXPECT_FALSE(in_send);
+    events.push_back("done " + crew::error_name(ec));
+  });
+  peer.channel.send(2, [&](std::error_code ec) { events.push_back("done " + crew::error_name(ec)); });
+  EXPECT_EQ(*user, 7) << "the caller's objects are intact after send()";
+  in_send = false;
+  EXPECT_TRUE(events.empty());
+  crew::test::run_within(l);
+  EXPECT_EQ(events, (std::vector<std::string>{"error EPIPE", "done EPIPE", "done ERR_IPC_CHANNEL_CLOSED",
+                                              "disconnect"}));
+}
+
+TEST(ipc, every_completion_runs_once_when_the_owner_closes_or_destroys_the_channel) {
+  crew::loop l;
+  channel_pair p(l);
+  std::vector<std::string> closed, destroyed;
+  auto record = [](std::vector<std::string>& done) {
+    return [&done](std::error_code ec) { done.push_back(ec ? crew::error_name(ec) : "written"); };
+  };
+  p.a.send(1, record(closed));  // the first of a turn is written at once
+  p.a.send(2, record(closed));  // the rest wait for the writable event
+  p.a.close();
+  p.b.send(3, record(destroyed));
+  p.b.send(4, record(destroyed));
+  p.b = crew::ipc_channel();
+  EXPECT_TRUE(closed.empty() && destroyed.empty()) << "completions never run inside close()";
+  crew::test::run_within(l);
+  EXPECT_EQ(closed, (std::vector<std::string>{"written", "ERR_IPC_CHANNEL_CLOSED"}));
+  EXPECT_EQ(destroyed, (std::vector<std::string>{"written", "ERR_IPC_CHANNEL_CLOSED"}));
+}
+
+TEST(ipc, a_loop_destroyed_with_the_channel_open_drops_its_completions_as_it_drops_posts) {
+  int ran = 0;
+  auto l = std::make_unique<crew::loop>();
+  channel_pair p(*l);
+  p.a.send(1, [&](std::error_code) { ++ran; });  // written: its completion waits for the next turn
+  p.a.send(2, [&](std::error_code) { ++ran; });  // queued
+  l.reset();
+  EXPECT_EQ(ran, 0);
+  EXPECT_FALSE(p.a.is_open());
+}
+
+TEST(ipc, no_event_runs_after_the_owner_closes_the_channel) {
+  crew::loop l;
+  raw_peer peer(l);
+  std::vector<std::string> events;
+  peer.channel.on_message([&](crew::message m) {
+    events.push_back(m.to_string());
+    peer.channel.close();
+  });
+  peer.channel.on_error([&](std::error_code ec) { events.push_back(crew::error_name(ec)); });
+  peer.channel.on_disconnect([&] { events.push_back("disconnect"); });
+  peer.write_raw("1\n2\nnot json\n");
+  ::close(std::exchange(peer.fd, -1));
+  crew::test::run_within(l);
+  EXPECT_EQ(events, (std::vector<std::string>{"1"}));
+}
+
+TEST(ipc, a_handle_send_completes_once_the_peer_has_acknowledged_it) {
+  crew::loop l;
+  channel_pair p(l);
+  probe_pipe probe;
+  std::vector<std::string> order;
+  p.b.on_message([&](crew::message m) {
+    order.push_back("received");
+    for (int fd : m.fds()) ::close(fd);
+    p.b.disconnect();
+  });
+  crew::message m = 1;
+  m.fds().push_back(probe.write_end);
+  p.a.send(std::move(m), [&](std::error_code ec) { order.push_back("done " + crew::error_name(ec)); });
+  crew::test::run_within(l);
+  EXPECT_EQ(order, (std::vector<std::string>{"received", "done "}));
+  EXPECT_TRUE(probe.no_copy_left()) << "the channel's own copy is closed once the peer has it";
+}
+
+TEST(ipc, the_sender_may_close_its_descriptor_at_once_and_reuse_the_number) {
+  crew::loop l;
+  channel_pair p(l);
+  probe_pipe sent, reused;
+  crew::message m = 1;
+  m.fds().push_back(sent.write_end);
+  p.a.send(json{{"hold", "the next one back"}});  // the handle goes out on a later writable event
+  p.a.send(std::move(m));
+  // The caller closes its copy and the number is taken by another file.
+  ASSERT_EQ(dup2(reused.write_end, sent.write_end), sent.write_end);
+  p.b.on_message([&](crew::message r) {
+    for (int fd : r.fds()) {
+      EXPECT_EQ(::write(fd, "x", 1), 1);
+      ::close(fd);
+    }
+    if (!r.fds().empty()) p.b.disconnect();
+  });
+  crew::test::run_within(l);
+  char byte;
+  EXPECT_EQ(::read(sent.read_end, &byte, 1), 1) << "the file that was sent arrived";
+  EXPECT_EQ(::read(reused.read_end, &byte, 1), -1) << "not the one that took its number";
+}
+
+TEST(ipc, a_handle_the_peer_refuses_past_the_retransmission_limit_completes_with_econnaborted) {
+  crew::loop l;
+  raw_peer peer(l);
+  probe_pipe probe;
+  crew::message m = 1;
+  m.fds().push_back(probe.write_end);
+  std::vector<std::string> done;
+  peer.channel.send(std::move(m), [&](std::error_code ec) { done.push_back(crew::error_name(ec)); });
+  peer.channel.send(2, [&](std::error_code ec) { done.push_back("after: " + crew::error_name(ec)); });
+  std::size_t handles = 0;
+  std::string received;
+  for (int turn = 0; turn < 1000 && done.size() < 2; ++turn) {
+    received += read_available(peer.fd);
+    for (; handles < count_of(received, "NODE_HANDLE"); ++handles) peer.write_raw("{\"cmd\":\"NODE_HANDLE_NACK\"}\n");
+    uv_run(l.native(), UV_RUN_NOWAIT);
+  }
+  received += read_available(peer.fd);
+  EXPECT_EQ(handles, 4u) << "sent once, then again after each of 3 NACKs";
+  EXPECT_EQ(done, (std::vector<std::string>{"ECONNABORTED", "after: "}));
+  EXPECT_NE(received.find("2\n"), std::string::npos) << "the next message went out after the give-up";
+  EXPECT_TRUE(probe.no_copy_left()) << "the channel's copy is closed after the give-up";
+}
+
+TEST(ipc, handles_not_yet_acknowledged_when_the_channel_closes_complete_with_err_ipc_channel_closed) {
+  crew::loop l;
+  raw_peer peer(l);
+  probe_pipe probe;
+  std::vector<std::string> done;
+  for (int i = 0; i < 2; ++i) {  // one in flight, one held behind it
+    crew::message m = i;
+    m.fds().push_back(probe.write_end);
+    peer.channel.send(std::move(m), [&](std::error_code ec) { done.push_back(crew::error_name(ec)); });
+  }
+  EXPECT_NE(read_available(peer.fd).find("NODE_HANDLE"), std::string::npos) << "the first went out at once";
+  ::close(std::exchange(peer.fd, -1));  // the peer leaves without an ACK
+  crew::test::run_within(l);
+  EXPECT_EQ(done, (std::vector<std::string>{"ERR_IPC_CHANNEL_CLOSED", "ERR_IPC_CHANNEL_CLOSED"}));
+  EXPECT_TRUE(probe.no_copy_left());
+}
+
+TEST(ipc, an_ack_for_a_handle_never_sent_is_ignored) {
+  crew::loop l;
+  raw_peer peer(l);
+  std::vector<std::string> events;
+  peer.channel.on_message([&](crew::message m) { events.push_back(m.to_string()); });
+  peer.channel.on_error([&](std::error_code ec) { events.push_back(crew::error_name(ec)); });
+  peer.write_raw("{\"cmd\":\"NODE_HANDLE_ACK\"}\n{\"cmd\":\"NODE_HANDLE_NACK\"}\n1\n");
+  ::close(std::exchange(peer.fd, -1));
+  crew::test::run_within(l);
+  EXPECT_EQ(events, (std::vector<std::string>{"1"}));
+}
+
+TEST(ipc, descriptors_kept_for_a_listener_that_never_comes_are_closed_with_the_channel) {
+  probe_pipe probe;
+  {
+    crew::loop l;
+    raw_peer peer(l);
+    write_with_fd(peer.fd, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":1}\n", probe.write_end);
+    write_with_fd(peer.fd, "2\n", probe.write_end);  // a descriptor no NODE_HANDLE claims
+    ::close(std::exchange(peer.fd, -1));
+    crew::test::run_within(l);  // the channel reads both, parks the first, and closes at the end
+    EXPECT_FALSE(peer.channel.is_open());
+  }
+  EXPECT_TRUE(probe.no_copy_left());
+}
+
+TEST(ipc, messages_past_the_early_bound_are_dropped_with_err_queue_full) {
+  crew::loop l;
+  raw_peer peer(l, {.max_early_bytes = 20});
+  probe_pipe probe;
+  std::vector<std::string> events;
+  peer.channel.on_error([&](std::error_code ec) { events.push_back(crew::error_name(ec)); });
+  peer.write_raw("\"1234567\"\n\"abcdefg\"\n\"dropped\"\n");  // 9 bytes a line: two fit in 20
+  write_with_fd(peer.fd, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":1}\n", probe.write_end);
+  crew::timer later = crew::set_timeout(20ms, [&] {
+    peer.channel.on_message([&](crew::message m) {
+      events.push_back(m.to_string());
+      if (events.size() == 4) peer.channel.disconnect();
+    });
+  }, l);
+  crew::test::run_within(l);
+  EXPECT_EQ(events, (std::vector<std::string>{"ERR_QUEUE_FULL", "ERR_QUEUE_FULL", R"("1234567")", R"("abcdefg")"}));
+  EXPECT_TRUE(probe.no_copy_left()) << "the dropped handle's descriptor is closed";
+}
+
+TEST(ipc, descriptors_no_handle_message_claims_are_bounded) {
+  crew::loop l;
+  raw_peer peer(l);
+  probe_pipe probe;
+  int errors = 0;
+  peer.channel.on_error([&](std::error_code ec) {
+    EXPECT_EQ(ec, crew::errc::queue_full);
+    ++errors;
+  });
+  int got = 0;
+  peer.channel.on_message([&](crew::message m) {
+    EXPECT_TRUE(m.fds().empty());
+    ++got;
+  });
+  for (int i = 0; i < 40; ++i) write_with_fd(peer.fd, std::to_string(i) + "\n", probe.write_end);
+  for (int turn = 0; turn < 1000 && got < 40; ++turn) uv_run(l.native(), UV_RUN_NOWAIT);
+  EXPECT_EQ(got, 40);
+  EXPECT_GT(errors, 0);
+  ::close(std::exchange(peer.fd, -1));
+  crew::test::run_within(l);
+  EXPECT_TRUE(probe.no_copy_left());
+}
 
 TEST(ipc, malformed_lines_are_error_events_and_the_channel_goes_on) {
   crew::loop l;

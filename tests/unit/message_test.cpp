@@ -89,6 +89,21 @@ TEST(message, text_that_is_not_json_is_err_invalid_message) {
   }
 }
 
+// As JSON.parse: a NUL byte is never JSON (nlohmann's parser took one for the
+// end of the text), nor is anything after the value, nor a byte order mark.
+// Small texts take simdjson's path, large ones (past 64 KiB) nlohmann's: both refuse.
+TEST(message, text_with_a_nul_byte_trailing_garbage_or_a_byte_order_mark_is_refused_on_both_paths) {
+  using namespace std::string_literals;
+  std::string padding(70 * 1024, ' ');
+  for (std::string bad : {"\0{\"a\":1}\0garbage"s, "{\"a\":1}\0garbage"s, "{\"a\":1}\0"s, "\"a\0b\""s, "[1,\0 2]"s,
+                          "{\"a\":1} garbage"s, "{\"a\":1}}"s, "1 2"s, "\xEF\xBB\xBF{\"a\":1}"s}) {
+    EXPECT_EQ(crew::message::parse(bad).error(), crew::errc::invalid_message) << "small: " << bad;
+    EXPECT_EQ(crew::message::parse(bad + padding).error(), crew::errc::invalid_message) << "large: " << bad;
+    EXPECT_EQ(crew::message::parse(padding + bad).error(), crew::errc::invalid_message) << "large: " << bad;
+  }
+  EXPECT_TRUE(crew::message::parse(" \t\r\n{\"a\":1} \t\r\n" + padding)) << "JSON's own whitespace is fine";
+}
+
 TEST(message, nesting_is_bounded_so_hostile_text_cannot_exhaust_the_stack) {
   auto nested = [](int depth) {
     std::string text(depth, '[');
