@@ -73,6 +73,8 @@ int on_chunk_header(llhttp_t* p) {
 }
 
 int on_body(llhttp_t* p, const char* at, std::size_t length) {
+  // An open body span is reported at the end of each input, even an empty one.
+  if (length == 0) return 0;
   connection* c = self(p);
   if (!c->count_to(at)) return -1;  // the chunk line before these bytes
   c->framing_bytes = 0;
@@ -123,10 +125,17 @@ void exchange::end_body(crew::loop& l, std::error_code ec) {
   if (end_result) return;
   end_result = ec;
   body_complete = !ec;
+  data_event = {};
   if (!end_event) return;  // on_end hears it once set
   end_reported = true;
   auto fn = std::move(end_event);
   l.invoke(fn, ec);
+}
+
+void exchange::fire_data(crew::loop& l, std::string_view chunk) {
+  auto fn = std::move(data_event);
+  l.invoke(fn, chunk);
+  if (!data_event && !end_result && conn) data_event = std::move(fn);
 }
 
 bool connection::count_to(const char* at) {
@@ -151,7 +160,10 @@ void connection::feed(const char* data, std::size_t size) {
   // After a pause the parser runs on even with no byte left: a request
   // without a body completes right after its headers.
   for (;;) {
-    if (state == phase::done || retired) return;  // read and dropped: the connection is ending
+    if (state == phase::done || retired) {
+      unread_input = unread_input || p < end;  // read and dropped: the connection is ending
+      return;
+    }
     if (reading_stopped()) return hold(p, end);
     if (state == phase::idle) {
       if (p == end) return;
@@ -177,7 +189,7 @@ void connection::feed(const char* data, std::size_t size) {
         if (!on_headers_done()) return;
         break;
       case event::body_piece:
-        if (current->data_event) server.loop.invoke(current->data_event, piece);
+        current->fire_data(server.loop, piece);
         break;
       case event::message_done:
         if (!on_message_done(p < end)) return;
@@ -272,6 +284,7 @@ void connection::fail(int status) {
   e->content_type = "text/plain; charset=utf-8";
   e->body = std::string(reason(status)) + "\n";
   e->finished = true;
+  e->server_answered = true;
   e->close_after = true;
   flush();
 }

@@ -67,13 +67,26 @@ void notify_drain(server_state& s, std::shared_ptr<exchange> e) {
   s.defer([&s, e = std::move(e)] {
     if (s.closing || !e->conn || !e->need_drain || e->conn->congested) return;
     e->need_drain = false;
-    if (e->drain_event) s.loop.invoke(e->drain_event);
+    e->fire_drain(s.loop);
   });
 }
 
 }  // namespace
 
 bool exchange::bodiless_status() const noexcept { return status < 200 || status == 204 || status == 304; }
+
+void exchange::fire_drain(crew::loop& l) {
+  auto fn = std::move(drain_event);
+  l.invoke(fn);
+  if (!drain_event && !finished && conn) drain_event = std::move(fn);
+}
+
+void exchange::drop_events() noexcept {
+  data_event = {};
+  end_event = {};
+  drain_event = {};
+  close_event = {};
+}
 
 bool exchange::body_allowed() const noexcept { return !bodiless_status() && req.method != "HEAD"; }
 
@@ -158,6 +171,8 @@ void connection::flush() {
     if (!e.finished) break;
     last = e.close_after;
     e.conn = nullptr;
+    e.drain_event = {};  // the answer is out: neither runs again
+    e.close_event = {};
     ++server.served;
     queue.pop_front();
   }
@@ -173,6 +188,7 @@ void connection::flush() {
 
 void connection::finish_writing() {
   ending = true;
+  unread_input = unread_input || state == phase::headers || state == phase::body;  // a request half read
   state = phase::done;
   held_input.clear();
   if (sock.buffered() == 0 && !unread_input) return retire();
@@ -220,10 +236,8 @@ response& response::status(int code, std::string_view why) {
   if (!detail::field_value(why)) detail::refuse(errc::invalid_char, "http::response::status");
   detail::exchange* e = exchange_.get();
   if (!e) return *this;
-  if (e->started || e->finished) {
-    if (!e->conn) return *this;  // the server answered already (a timeout), or the client went
-    detail::refuse(errc::http_headers_sent, "http::response::status");
-  }
+  if (e->server_answered) return *this;  // a timeout or a limit answered in the handler's place
+  if (e->started || e->finished) detail::refuse(errc::http_headers_sent, "http::response::status");
   e->status = code;
   e->reason.assign(why);
   return *this;
@@ -236,10 +250,8 @@ response& response::set_header(std::string name, std::string value) {
     detail::refuse(errc::http_invalid_header_value, "http::response::set_header");
   detail::exchange* e = exchange_.get();
   if (!e) return *this;
-  if (e->started || e->finished) {
-    if (!e->conn) return *this;
-    detail::refuse(errc::http_headers_sent, "http::response::set_header");
-  }
+  if (e->server_answered) return *this;  // a timeout or a limit answered in the handler's place
+  if (e->started || e->finished) detail::refuse(errc::http_headers_sent, "http::response::set_header");
   if (detail::iequals(name, "connection")) {
     if (detail::iequals(value, "close")) e->close_after = true;
     return *this;  // the server writes Connection itself

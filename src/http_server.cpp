@@ -239,7 +239,7 @@ void connection::drained() {
   if (!queue.empty() && queue.front()->need_drain) {
     std::shared_ptr<exchange> e = queue.front();
     e->need_drain = false;
-    if (e->drain_event) server.loop.invoke(e->drain_event);
+    e->fire_drain(server.loop);
     if (retired) return;
   }
   if (sock.paused()) schedule_resume();
@@ -252,27 +252,34 @@ void connection::retire() {
   sock.close();
   // Whoever holds an unfinished answer or a streamed body hears of it on a
   // later turn (this may run inside one of their calls), unless the server
-  // itself is gone.
-  std::vector<std::shared_ptr<exchange>> cut;
-  if (current && (queue.empty() || queue.back() != current)) {
-    current->conn = nullptr;  // a streamed body whose answer is out already
-    if (!server.closing && current->streamed && !current->end_result) cut.push_back(current);
-  }
-  for (std::shared_ptr<exchange>& e : queue) {
+  // itself is gone. Every other function of theirs is dropped now.
+  struct notice {
+    std::shared_ptr<exchange> e;
+    unique_function<void(std::error_code)> ended;
+    unique_function<void()> closed;
+  };
+  std::vector<notice> notices;
+  auto cut = [&](const std::shared_ptr<exchange>& e) {
     e->conn = nullptr;
-    bool body_cut = e->streamed && !e->end_result;
-    if (!server.closing && ((!e->finished && e->close_event) || body_cut)) cut.push_back(std::move(e));
-  }
+    notice n{e, {}, {}};
+    if (e->streamed && !e->end_result) {
+      e->end_result = uv_error(UV_ECONNRESET);
+      e->end_reported = static_cast<bool>(e->end_event);
+      n.ended = std::move(e->end_event);
+    }
+    if (!e->finished) n.closed = std::move(e->close_event);
+    e->drop_events();
+    if (!server.closing && (n.ended || n.closed)) notices.push_back(std::move(n));
+  };
+  if (current && (queue.empty() || queue.back() != current)) cut(current);  // a streamed body, its answer out
+  for (const std::shared_ptr<exchange>& e : queue) cut(e);
   queue.clear();
   current.reset();
-  if (!cut.empty())
-    server.defer([s = &server, cut = std::move(cut)] {
-      for (const std::shared_ptr<exchange>& e : cut) {
-        if (s->closing) return;
-        if (e->streamed) e->end_body(s->loop, uv_error(UV_ECONNRESET));
-        if (s->closing || e->finished || !e->close_event) continue;
-        auto fn = std::move(e->close_event);
-        s->loop.invoke(fn);
+  if (!notices.empty())
+    server.defer([s = &server, notices = std::move(notices)]() mutable {
+      for (notice& n : notices) {
+        if (n.ended && !s->closing) s->loop.invoke(n.ended, uv_error(UV_ECONNRESET));
+        if (n.closed && !s->closing) s->loop.invoke(n.closed);
       }
     });
   server.bury(*this);

@@ -44,6 +44,14 @@ struct exchange : std::enable_shared_from_this<exchange> {
   bool bodiless_status() const noexcept;
   /// A streamed body ended (ec: how): on_end hears it now, or when it is set.
   void end_body(crew::loop& l, std::error_code ec);
+  /// Events that may run again run moved out of their slot, so that the code
+  /// they run may replace them, or drop them (destroying the server), without
+  /// destroying the function that is running.
+  void fire_drain(crew::loop& l);
+  void fire_data(crew::loop& l, std::string_view chunk);
+  /// Lets go of the user's functions: they may hold this exchange's response,
+  /// and a cycle would keep both for ever.
+  void drop_events() noexcept;
 
   request req;
   connection* conn;  // null once the connection is gone, or the answer is out
@@ -62,6 +70,7 @@ struct exchange : std::enable_shared_from_this<exchange> {
   bool close_after = false;  // the connection's last answer (Connection: close)
   bool continue_owed = false;  // 100 Continue goes out once this is first in line
   bool need_drain = false;   // write() returned false
+  bool server_answered = false;  // the server's own answer (a timeout, a limit) took the handler's place
   unique_function<void()> drain_event;
   unique_function<void()> close_event;
 
