@@ -155,8 +155,10 @@ struct worker_side {
     if (m.fds().empty()) return;
     int fd = m.fds()[0];
     auto it = round_robin.find(text_at(v, "key"));
-    bool accepted = it != round_robin.end() && !disconnecting && !it->second->serve_fd(fd);
-    if (!accepted) ::close(fd);
+    bool served = it != round_robin.end() && !disconnecting;
+    // adopt_connection takes the fd, also when it fails.
+    bool accepted = served && !it->second->tcp().adopt_connection(fd);
+    if (!served) ::close(fd);
     json reply = control("accepted");
     reply["ack"] = number_at(v, "seq");
     reply["accepted"] = accepted;
@@ -234,10 +236,10 @@ void listen(http::server& server, int port, unique_function<void(result<int>)> d
     std::optional<policy> kind = policy_named(text_at(v, "policy"));
     std::error_code ec;
     if (kind == policy::shared) {
-      ec = reply.fds().empty() ? uv_error(UV_EBADF) : server.listen_fd(reply.fds()[0]);
+      ec = reply.fds().empty() ? uv_error(UV_EBADF) : server.tcp().listen_fd(reply.fds()[0]);
     } else if (kind == policy::reuseport) {
       result<int> fd = wire::bound_socket(host, bound, true, 511);
-      ec = fd ? server.listen_fd(*fd) : fd.error();
+      ec = fd ? server.tcp().listen_fd(*fd) : fd.error();
     } else {
       side.round_robin[text_at(v, "key")] = &server;
       side.hold = std::move(hold);

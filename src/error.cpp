@@ -28,6 +28,16 @@ constexpr std::array own_errors{
     own_error{errc::data_clone_error, "DataCloneError", "an attachment of the message cannot be transferred",
               std::errc::invalid_argument},
     own_error{errc::uncaught_exception, "ERR_UNCAUGHT_EXCEPTION", "the work threw an exception", std::errc{}},
+    own_error{errc::invalid_char, "ERR_INVALID_CHAR", "invalid character in an HTTP field",
+              std::errc::invalid_argument},
+    own_error{errc::invalid_http_token, "ERR_INVALID_HTTP_TOKEN", "header name must be a valid HTTP token",
+              std::errc::invalid_argument},
+    own_error{errc::http_invalid_status_code, "ERR_HTTP_INVALID_STATUS_CODE", "invalid status code",
+              std::errc::invalid_argument},
+    own_error{errc::http_invalid_header_value, "ERR_HTTP_INVALID_HEADER_VALUE",
+              "the server sets this header itself", std::errc::invalid_argument},
+    own_error{errc::http_headers_sent, "ERR_HTTP_HEADERS_SENT", "cannot change the head after it was sent",
+              std::errc::operation_not_permitted},
 };
 
 const own_error* find_own(int value) noexcept {

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -181,7 +182,12 @@ void server_state::accept_ready() {
     }
     take(connection);
     deliver_pending();
-    if (single_accept()) return;
+    if (single_accept()) {
+      // As libuv does for UV_TCP_SINGLE_ACCEPT: yield, so that another process
+      // sharing the socket takes the next connection of a burst.
+      timespec yield{0, 1};
+      nanosleep(&yield, nullptr);
+    }
   }
 }
 

@@ -34,6 +34,11 @@ enum class errc : int {
   closed_message_port,             ///< "ERR_CLOSED_MESSAGE_PORT": post on a closed port or to a closed peer.
   data_clone_error,                ///< "DataCloneError": an attachment that cannot travel that way.
   uncaught_exception,              ///< "ERR_UNCAUGHT_EXCEPTION": user work threw; result::exception() has it.
+  invalid_char,                    ///< "ERR_INVALID_CHAR": a control character (CR, LF, NUL...) in an HTTP field.
+  invalid_http_token,              ///< "ERR_INVALID_HTTP_TOKEN": a header name that is not an HTTP token.
+  http_invalid_status_code,        ///< "ERR_HTTP_INVALID_STATUS_CODE": a status outside 100..999.
+  http_invalid_header_value,       ///< "ERR_HTTP_INVALID_HEADER_VALUE": a header the server sets itself.
+  http_headers_sent,               ///< "ERR_HTTP_HEADERS_SENT": the answer's head has gone out already.
 };
 
 /// The category of every code crew reports. Negative values are libuv's codes,

@@ -22,12 +22,10 @@ TEST(examples, graceful_shutdown_answers_the_request_in_flight_then_exits_0) {
   auto r = crew::test::run_program(CREW_BIN "/graceful-shutdown", {"--port", "0", "--delay-ms", "300"},
                                    "listening on port ([0-9]+)\n", [&](int port, pid_t server) {
                                      // The request is on its way (in the kernel) when SIGTERM arrives.
-                                     int fd = crew::test::connect_to(port);
-                                     std::string text = "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n";
-                                     send(fd, text.data(), text.size(), MSG_NOSIGNAL);
+                                     auto c = crew::test::http_connection::to(port);
+                                     c.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
                                      kill(server, SIGTERM);
-                                     slow = crew::test::read_answer(fd);
-                                     close(fd);
+                                     slow = c.answer();
                                    });
   EXPECT_EQ(slow.status, 200);
   EXPECT_EQ(slow.body, "slow hello\n");
