@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <csignal>
 #include <fstream>
 #include <list>
@@ -26,7 +27,7 @@ using namespace std::chrono_literals;
 struct echo_server {
   std::list<crew::tcp::socket> clients;
   crew::tcp::server server;
-  int connections_seen = 0;
+  std::atomic<int> connections_seen = 0;  // read by client threads
 
   explicit echo_server(crew::loop& l, crew::tcp::server_options options = {})
       : server([this](crew::tcp::socket s) { keep(std::move(s)); }, options, l) {}
@@ -190,7 +191,7 @@ TEST(tcp, past_max_connections_the_newest_are_refused_and_the_others_keep_workin
   with_client(l, echo.server, [&] {
     int first = crew::test::connect_to(port), second = crew::test::connect_to(port);
     // Both are counted once the server has them; then a third comes.
-    for (int i = 0; i < 1000 && echo.server.connections() < 2; ++i) std::this_thread::sleep_for(1ms);
+    for (int i = 0; i < 1000 && echo.connections_seen < 2; ++i) std::this_thread::sleep_for(1ms);
     int third = crew::test::connect_to(port);
     char buffer[16];
     EXPECT_EQ(recv(third, buffer, sizeof buffer, 0), 0) << "the third connection was not refused";
@@ -259,14 +260,16 @@ TEST(tcp, a_server_may_be_destroyed_inside_its_own_connection_callback) {
   crew::loop l;
   std::optional<crew::tcp::server> server;
   std::optional<crew::tcp::socket> kept;
+  std::atomic<bool> destroyed = false;  // read by the client thread
   server.emplace([&](crew::tcp::socket s) {
     kept.emplace(std::move(s));
     server.reset();
+    destroyed = true;
   }, crew::tcp::server_options{}, l);
   int port = server->listen(0).value();
   with_client(l, [&] {
     int fd = crew::test::connect_to(port);
-    for (int i = 0; i < 1000 && server; ++i) std::this_thread::sleep_for(1ms);
+    for (int i = 0; i < 1000 && !destroyed; ++i) std::this_thread::sleep_for(1ms);
     close(fd);
   });
   EXPECT_FALSE(server);
