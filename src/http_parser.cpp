@@ -248,7 +248,7 @@ bool connection::on_message_done(bool more_input) {
     // The connection's last request: read nothing after it.
     e->close_after = true;
     state = phase::done;
-    unread_input = more_input;
+    unread_input = unread_input || more_input;
   }
   if (e->streamed)
     e->end_body(server.loop, {});
@@ -262,7 +262,7 @@ void connection::fail(int status) {
   state = phase::done;
   unread_input = true;
   held_input.clear();
-  std::shared_ptr<exchange> e = std::move(current);
+  std::shared_ptr<exchange> e = std::move(current);  // the request being read, if any
   if (e && !queue.empty() && queue.back() == e) {
     // The request holds a place in line already: the error is its answer,
     // unless its handler has begun one (then that one is cut short).
@@ -275,8 +275,8 @@ void connection::fail(int status) {
       return flush();
     }
   } else {
-    e = std::make_shared<exchange>(this);
-    queue.push_back(e);
+    if (!e) e = std::make_shared<exchange>(this);
+    queue.push_back(e);  // a HEAD request's error goes without its body, as every HEAD answer
   }
   e->status = status;
   e->reason.clear();

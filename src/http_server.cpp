@@ -216,17 +216,15 @@ void connection::drain() {
 void connection::peer_ended() {
   if (retired || ending) return;  // an ending socket closes by itself now
   if (current) {
-    // A request cut short: one not dispatched yet is dropped; a streamed one
-    // learns it, and its handler may still answer (the client can read).
-    if (!queue.empty() && queue.back() == current) {
-      if (current->streamed) {
-        current->end_body(server.loop, uv_error(UV_ECONNRESET));
-        if (retired) return;
-      } else {
-        queue.pop_back();
-      }
+    // A request cut short: a streamed one learns it, and its handler may
+    // still answer (the client can read); one not dispatched yet is dropped.
+    std::shared_ptr<exchange> cut = std::move(current);
+    if (cut->streamed) {
+      cut->end_body(server.loop, uv_error(UV_ECONNRESET));
+      if (retired) return;
+    } else if (!queue.empty() && queue.back() == cut) {
+      queue.pop_back();
     }
-    current.reset();
   }
   state = phase::done;
   held_input.clear();
