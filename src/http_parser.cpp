@@ -263,29 +263,28 @@ void connection::fail(int status) {
   unread_input = true;
   held_input.clear();
   std::shared_ptr<exchange> e = std::move(current);  // the request being read, if any
-  if (e && !queue.empty() && queue.back() == e) {
-    // The request holds a place in line already: the error is its answer,
-    // unless its handler has begun one (then that one is cut short).
-    if (e->streamed) {
-      e->end_body(server.loop, cause_of(status));
-      if (retired) return;
-    }
-    if (e->started || e->finished) {
-      e->close_after = true;  // the handler's answer, begun already, is the last
-      return flush();
-    }
-  } else {
+  bool placed = e && !queue.empty() && queue.back() == e;
+  if (!placed) {
     if (!e) e = std::make_shared<exchange>(this);
     queue.push_back(e);  // a HEAD request's error goes without its body, as every HEAD answer
   }
-  e->status = status;
-  e->reason.clear();
-  e->headers.clear();
-  e->content_type = "text/plain; charset=utf-8";
-  e->body = std::string(reason(status)) + "\n";
-  e->finished = true;
-  e->server_answered = true;
-  e->close_after = true;
+  if (e->started || e->finished) {
+    e->close_after = true;  // the handler's answer, begun already, is the last
+  } else {
+    // The error is the request's answer, in the handler's place.
+    e->status = status;
+    e->reason.clear();
+    e->headers.clear();
+    e->content_type = "text/plain; charset=utf-8";
+    e->body = std::string(reason(status)) + "\n";
+    e->finished = true;
+    e->server_answered = true;
+    e->close_after = true;
+  }
+  if (e->streamed) {
+    e->end_body(server.loop, cause_of(status));  // its handler hears why
+    if (retired) return;
+  }
   flush();
 }
 
