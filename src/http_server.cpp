@@ -94,9 +94,14 @@ void server_state::tick() {
   }
 }
 
-void server_state::begin_drain() {
+void server_state::begin_close() {
+  if (draining) return;
   draining = true;
   grace_until = uv_now(loop.native()) + close_grace_ms;
+}
+
+void server_state::begin_drain() {
+  begin_close();  // tcp().close() may have been called directly
   if (!connections.empty()) start_clock(std::min(tick_ms, close_grace_ms / 2));
   for (connection* c : snapshot())
     if (!c->retired) c->drain();
@@ -349,8 +354,9 @@ void server::close(unique_function<void()> done) {
     if (done) loop::current().post(std::move(done));
     return;
   }
-  // Requests completed from now on are the connection's last.
-  s->draining = true;
+  // Requests completed from now on are the connection's last; idle
+  // connections have their grace from now.
+  s->begin_close();
   s->tcp_server.close(std::move(done));
 }
 

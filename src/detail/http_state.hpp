@@ -171,7 +171,8 @@ struct server_state final : crew::detail::handle_state {
 
   void adopt(tcp::socket s);
   void tick();
-  void begin_drain();
+  void begin_close();  // close() began: requests end their connection, idle ones get a grace
+  void begin_drain();  // tcp's draining event: each connection ends after its answers
   void bury(connection& c);
   void schedule_burial();
   void start_clock(std::uint64_t period_ms);
