@@ -75,7 +75,7 @@ void server_state::adopt(tcp::socket s) {
   if (closing) return;  // the socket closes as it goes
   connection& c = connections.emplace_back(*this, std::move(s));
   c.self = std::prev(connections.end());
-  if (connections.size() == 1) start_clock(draining ? std::min(tick_ms, close_grace_ms / 2) : tick_ms);
+  if (!uv_is_active(uv())) start_clock(draining ? std::min(tick_ms, close_grace_ms / 2) : tick_ms);
   c.start();
 }
 
@@ -85,6 +85,9 @@ void server_state::start_clock(std::uint64_t period_ms) {
 }
 
 void server_state::tick() {
+  // Connections retired before this turn: nothing of theirs runs any more,
+  // but a resume_reading() deferred before they retired, which holds one.
+  graveyard.remove_if([](const connection& dead) { return !dead.resume_scheduled; });
   std::uint64_t now = uv_now(loop.native());
   // A snapshot: a timeout's answer may end other connections (a handler's
   // on_end runs, and may answer or destroy anything).
@@ -92,6 +95,7 @@ void server_state::tick() {
     if (closing) return;
     if (!c->retired) c->check(now);
   }
+  if (connections.empty() && graveyard.empty()) uv_timer_stop(&clock);
 }
 
 void server_state::begin_close() {
@@ -108,22 +112,8 @@ void server_state::begin_drain() {
 }
 
 void server_state::bury(connection& c) {
+  // Freed by the next tick: the connection's own code may still be on the stack.
   graveyard.splice(graveyard.end(), connections, c.self);
-  if (connections.empty()) uv_timer_stop(&clock);
-  schedule_burial();
-}
-
-void server_state::schedule_burial() {
-  if (burial_scheduled) return;
-  burial_scheduled = true;
-  // A later turn: the connection's own code may still be on the stack. One
-  // with a deferred resume waits for it: that post came first, so it has run
-  // by the time the burial tries again.
-  defer([this] {
-    burial_scheduled = false;
-    graveyard.remove_if([](const connection& dead) { return !dead.resume_scheduled; });
-    if (!graveyard.empty()) schedule_burial();
-  });
 }
 
 bool server_state::streams(const request& req) const { return routes && routes->streams(req); }
