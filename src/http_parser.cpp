@@ -63,8 +63,7 @@ int on_headers_complete(llhttp_t* p) {
   // (RFC 9110 lets a server ignore Upgrade). CONNECT stays one: nothing after
   // it is HTTP, so it is answered and the connection closes.
   if (p->method != HTTP_CONNECT) p->upgrade = 0;
-  self(p)->pending = connection::event::headers_done;
-  return HPE_PAUSED;
+  return self(p)->headers_complete();
 }
 
 int on_chunk_header(llhttp_t* p) {
@@ -177,6 +176,7 @@ void connection::feed(const char* data, std::size_t size) {
     mark = p;
     pending = event::none;
     llhttp_errno_t rc = llhttp_execute(&parser, p, static_cast<std::size_t>(end - p));
+    if (retired) return;
     const char* at = rc == HPE_OK ? end : llhttp_get_error_pos(&parser);
     if (rc == HPE_OK || rc == HPE_PAUSED) count_to(at);
     if (error_status == 0 && rc != HPE_OK && rc != HPE_PAUSED) error_status = 400;  // malformed
@@ -185,8 +185,8 @@ void connection::feed(const char* data, std::size_t size) {
     if (rc == HPE_OK) return;
     llhttp_resume(&parser);
     switch (pending) {
-      case event::headers_done:
-        if (!on_headers_done()) return;
+      case event::headers_done:  // of a streamed request: its handler reads the body
+        server.dispatch(current);
         break;
       case event::body_piece:
         current->fire_data(server.loop, piece);
@@ -205,7 +205,7 @@ void connection::hold(const char* from, const char* end) {
   sock.pause();
 }
 
-bool connection::on_headers_done() {
+int connection::headers_complete() {
   exchange& e = *current;
   request& r = e.req;
   r.method = llhttp_method_name(static_cast<llhttp_method_t>(parser.method));
@@ -218,15 +218,11 @@ bool connection::on_headers_done() {
   // with two, it is refused.
   std::size_t hosts = static_cast<std::size_t>(
       std::count_if(r.headers.begin(), r.headers.end(), [](const auto& h) { return h.first == "host"; }));
-  if (hosts > 1 || (hosts == 0 && r.version >= 11)) {
-    fail(400);
-    return false;
-  }
+  if (hosts > 1 || (hosts == 0 && r.version >= 11)) error_status = 400;
   e.streamed = server.streams(r);
-  if (!e.streamed && (parser.flags & F_CONTENT_LENGTH) && parser.content_length > server.options.max_body_bytes) {
-    fail(413);  // before any 100 Continue: the client need not send it
-    return false;
-  }
+  if (!e.streamed && (parser.flags & F_CONTENT_LENGTH) && parser.content_length > server.options.max_body_bytes)
+    error_status = 413;  // before any 100 Continue: the client need not send it
+  if (error_status != 0) return -1;
   state = phase::body;
   framing_bytes = 0;
   queue.push_back(current);
@@ -235,8 +231,9 @@ bool connection::on_headers_done() {
     e.continue_owed = true;  // as Node does when nobody listens for checkContinue
     flush();
   }
-  if (e.streamed) server.dispatch(current);
-  return !retired;
+  if (!e.streamed) return 0;
+  pending = event::headers_done;  // the handler runs outside the parser
+  return HPE_PAUSED;
 }
 
 bool connection::on_message_done(bool more_input) {

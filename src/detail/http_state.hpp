@@ -113,7 +113,7 @@ struct connection {
   void feed(const char* data, std::size_t size);
   void hold(const char* from, const char* end);
   bool count_to(const char* at);
-  bool on_headers_done();
+  int headers_complete();  // llhttp's on_headers_complete
   bool on_message_done(bool more_input);
   void fail(int status);
 
