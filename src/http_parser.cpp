@@ -1,8 +1,9 @@
 // Bytes in: llhttp turns a connection's input into requests. Every raw byte is
 // counted against the limits (whitespace and empty lines included, as Node
 // 20.11 does since CVE-2024-22019); the parser pauses at each request's end
-// (and at its headers' end, and at each piece of a streamed body), so that
-// handlers run outside llhttp and reading can stop between two requests.
+// (and, for a body streamed to its handler, at the headers' end and at each
+// piece), so that handlers run outside llhttp, at exact positions, and reading
+// can stop between two requests.
 #include <algorithm>
 
 #include "detail/http_state.hpp"
