@@ -1,8 +1,9 @@
 // Bytes in: llhttp turns a connection's input into requests. Every raw byte is
 // counted against the limits (whitespace and empty lines included, as Node
 // 20.11 does since CVE-2024-22019); the parser pauses at each request's end
-// (and at its headers' end, and at each piece of a streamed body), so that
-// handlers run outside llhttp and reading can stop between two requests.
+// (and, for a body streamed to its handler, at the headers' end and at each
+// piece), so that handlers run outside llhttp, at exact positions, and reading
+// can stop between two requests.
 #include <algorithm>
 
 #include "detail/http_state.hpp"
@@ -63,8 +64,7 @@ int on_headers_complete(llhttp_t* p) {
   // (RFC 9110 lets a server ignore Upgrade). CONNECT stays one: nothing after
   // it is HTTP, so it is answered and the connection closes.
   if (p->method != HTTP_CONNECT) p->upgrade = 0;
-  self(p)->pending = connection::event::headers_done;
-  return HPE_PAUSED;
+  return self(p)->headers_complete();
 }
 
 int on_chunk_header(llhttp_t* p) {
@@ -177,6 +177,7 @@ void connection::feed(const char* data, std::size_t size) {
     mark = p;
     pending = event::none;
     llhttp_errno_t rc = llhttp_execute(&parser, p, static_cast<std::size_t>(end - p));
+    if (retired) return;
     const char* at = rc == HPE_OK ? end : llhttp_get_error_pos(&parser);
     if (rc == HPE_OK || rc == HPE_PAUSED) count_to(at);
     if (error_status == 0 && rc != HPE_OK && rc != HPE_PAUSED) error_status = 400;  // malformed
@@ -185,8 +186,8 @@ void connection::feed(const char* data, std::size_t size) {
     if (rc == HPE_OK) return;
     llhttp_resume(&parser);
     switch (pending) {
-      case event::headers_done:
-        if (!on_headers_done()) return;
+      case event::headers_done:  // of a streamed request: its handler reads the body
+        server.dispatch(current);
         break;
       case event::body_piece:
         current->fire_data(server.loop, piece);
@@ -205,7 +206,7 @@ void connection::hold(const char* from, const char* end) {
   sock.pause();
 }
 
-bool connection::on_headers_done() {
+int connection::headers_complete() {
   exchange& e = *current;
   request& r = e.req;
   r.method = llhttp_method_name(static_cast<llhttp_method_t>(parser.method));
@@ -218,15 +219,11 @@ bool connection::on_headers_done() {
   // with two, it is refused.
   std::size_t hosts = static_cast<std::size_t>(
       std::count_if(r.headers.begin(), r.headers.end(), [](const auto& h) { return h.first == "host"; }));
-  if (hosts > 1 || (hosts == 0 && r.version >= 11)) {
-    fail(400);
-    return false;
-  }
+  if (hosts > 1 || (hosts == 0 && r.version >= 11)) error_status = 400;
   e.streamed = server.streams(r);
-  if (!e.streamed && (parser.flags & F_CONTENT_LENGTH) && parser.content_length > server.options.max_body_bytes) {
-    fail(413);  // before any 100 Continue: the client need not send it
-    return false;
-  }
+  if (!e.streamed && (parser.flags & F_CONTENT_LENGTH) && parser.content_length > server.options.max_body_bytes)
+    error_status = 413;  // before any 100 Continue: the client need not send it
+  if (error_status != 0) return -1;
   state = phase::body;
   framing_bytes = 0;
   queue.push_back(current);
@@ -235,8 +232,9 @@ bool connection::on_headers_done() {
     e.continue_owed = true;  // as Node does when nobody listens for checkContinue
     flush();
   }
-  if (e.streamed) server.dispatch(current);
-  return !retired;
+  if (!e.streamed) return 0;
+  pending = event::headers_done;  // the handler runs outside the parser
+  return HPE_PAUSED;
 }
 
 bool connection::on_message_done(bool more_input) {
@@ -248,7 +246,7 @@ bool connection::on_message_done(bool more_input) {
     // The connection's last request: read nothing after it.
     e->close_after = true;
     state = phase::done;
-    unread_input = more_input;
+    unread_input = unread_input || more_input;
   }
   if (e->streamed)
     e->end_body(server.loop, {});
@@ -262,30 +260,29 @@ void connection::fail(int status) {
   state = phase::done;
   unread_input = true;
   held_input.clear();
-  std::shared_ptr<exchange> e = std::move(current);
-  if (e && !queue.empty() && queue.back() == e) {
-    // The request holds a place in line already: the error is its answer,
-    // unless its handler has begun one (then that one is cut short).
-    if (e->streamed) {
-      e->end_body(server.loop, cause_of(status));
-      if (retired) return;
-    }
-    if (e->started || e->finished) {
-      e->close_after = true;  // the handler's answer, begun already, is the last
-      return flush();
-    }
-  } else {
-    e = std::make_shared<exchange>(this);
-    queue.push_back(e);
+  std::shared_ptr<exchange> e = std::move(current);  // the request being read, if any
+  bool placed = e && !queue.empty() && queue.back() == e;
+  if (!placed) {
+    if (!e) e = std::make_shared<exchange>(this);
+    queue.push_back(e);  // a HEAD request's error goes without its body, as every HEAD answer
   }
-  e->status = status;
-  e->reason.clear();
-  e->headers.clear();
-  e->content_type = "text/plain; charset=utf-8";
-  e->body = std::string(reason(status)) + "\n";
-  e->finished = true;
-  e->server_answered = true;
-  e->close_after = true;
+  if (e->started || e->finished) {
+    e->close_after = true;  // the handler's answer, begun already, is the last
+  } else {
+    // The error is the request's answer, in the handler's place.
+    e->status = status;
+    e->reason.clear();
+    e->headers.clear();
+    e->content_type = "text/plain; charset=utf-8";
+    e->body = std::string(reason(status)) + "\n";
+    e->finished = true;
+    e->server_answered = true;
+    e->close_after = true;
+  }
+  if (e->streamed) {
+    e->end_body(server.loop, cause_of(status));  // its handler hears why
+    if (retired) return;
+  }
   flush();
 }
 

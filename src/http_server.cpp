@@ -75,7 +75,7 @@ void server_state::adopt(tcp::socket s) {
   if (closing) return;  // the socket closes as it goes
   connection& c = connections.emplace_back(*this, std::move(s));
   c.self = std::prev(connections.end());
-  if (connections.size() == 1) start_clock(draining ? std::min(tick_ms, close_grace_ms / 2) : tick_ms);
+  if (!uv_is_active(uv())) start_clock(draining ? std::min(tick_ms, close_grace_ms / 2) : tick_ms);
   c.start();
 }
 
@@ -85,6 +85,9 @@ void server_state::start_clock(std::uint64_t period_ms) {
 }
 
 void server_state::tick() {
+  // Connections retired before this turn: nothing of theirs runs any more,
+  // but a resume_reading() deferred before they retired, which holds one.
+  graveyard.remove_if([](const connection& dead) { return !dead.resume_scheduled; });
   std::uint64_t now = uv_now(loop.native());
   // A snapshot: a timeout's answer may end other connections (a handler's
   // on_end runs, and may answer or destroy anything).
@@ -92,33 +95,25 @@ void server_state::tick() {
     if (closing) return;
     if (!c->retired) c->check(now);
   }
+  if (connections.empty() && graveyard.empty()) uv_timer_stop(&clock);
+}
+
+void server_state::begin_close() {
+  if (draining) return;
+  draining = true;
+  grace_until = uv_now(loop.native()) + close_grace_ms;
 }
 
 void server_state::begin_drain() {
-  draining = true;
-  grace_until = uv_now(loop.native()) + close_grace_ms;
+  begin_close();  // tcp().close() may have been called directly
   if (!connections.empty()) start_clock(std::min(tick_ms, close_grace_ms / 2));
   for (connection* c : snapshot())
     if (!c->retired) c->drain();
 }
 
 void server_state::bury(connection& c) {
+  // Freed by the next tick: the connection's own code may still be on the stack.
   graveyard.splice(graveyard.end(), connections, c.self);
-  if (connections.empty()) uv_timer_stop(&clock);
-  schedule_burial();
-}
-
-void server_state::schedule_burial() {
-  if (burial_scheduled) return;
-  burial_scheduled = true;
-  // A later turn: the connection's own code may still be on the stack. One
-  // with a deferred resume waits for it: that post came first, so it has run
-  // by the time the burial tries again.
-  defer([this] {
-    burial_scheduled = false;
-    graveyard.remove_if([](const connection& dead) { return !dead.resume_scheduled; });
-    if (!graveyard.empty()) schedule_burial();
-  });
 }
 
 bool server_state::streams(const request& req) const { return routes && routes->streams(req); }
@@ -216,17 +211,15 @@ void connection::drain() {
 void connection::peer_ended() {
   if (retired || ending) return;  // an ending socket closes by itself now
   if (current) {
-    // A request cut short: one not dispatched yet is dropped; a streamed one
-    // learns it, and its handler may still answer (the client can read).
-    if (!queue.empty() && queue.back() == current) {
-      if (current->streamed) {
-        current->end_body(server.loop, uv_error(UV_ECONNRESET));
-        if (retired) return;
-      } else {
-        queue.pop_back();
-      }
+    // A request cut short: a streamed one learns it, and its handler may
+    // still answer (the client can read); one not dispatched yet is dropped.
+    std::shared_ptr<exchange> cut = std::move(current);
+    if (cut->streamed) {
+      cut->end_body(server.loop, uv_error(UV_ECONNRESET));
+      if (retired) return;
+    } else if (!queue.empty() && queue.back() == cut) {
+      queue.pop_back();
     }
-    current.reset();
   }
   state = phase::done;
   held_input.clear();
@@ -351,8 +344,9 @@ void server::close(unique_function<void()> done) {
     if (done) loop::current().post(std::move(done));
     return;
   }
-  // Requests completed from now on are the connection's last.
-  s->draining = true;
+  // Requests completed from now on are the connection's last; idle
+  // connections have their grace from now.
+  s->begin_close();
   s->tcp_server.close(std::move(done));
 }
 

@@ -93,7 +93,8 @@ struct request {
   /// headers are in; the body's bytes arrive through on_data as they are read
   /// (reading waits until on_data is set), and on_end runs once: with no error
   /// when the whole body is in (trailers filled in), or with the error that cut
-  /// it short (ECONNRESET when the client went away, ETIMEDOUT past
+  /// it short (ECONNRESET when the connection ended first: the client went
+  /// away, or an answer sent before the whole body ended it; ETIMEDOUT past
   /// request_timeout, EPROTO for a malformed body). Neither runs after the
   /// server is destroyed, nor inside the call that set it. On a request that
   /// is not streamed, or a copy, these do nothing.

@@ -113,7 +113,7 @@ struct connection {
   void feed(const char* data, std::size_t size);
   void hold(const char* from, const char* end);
   bool count_to(const char* at);
-  bool on_headers_done();
+  int headers_complete();  // llhttp's on_headers_complete
   bool on_message_done(bool more_input);
   void fail(int status);
 
@@ -144,7 +144,7 @@ struct connection {
   bool in_trailers = false;
   bool fresh = true;              // no byte read yet
   std::string held_input;         // read, not parsed: reading waits
-  bool resume_scheduled = false;  // a deferred resume_reading() holds this block
+  bool resume_scheduled = false;  // a deferred resume_reading() holds this block (the tick frees it after)
 
   // Writing.
   bool congested = false;     // the socket's queue reached its high-water mark; its drain clears it
@@ -171,9 +171,9 @@ struct server_state final : crew::detail::handle_state {
 
   void adopt(tcp::socket s);
   void tick();
-  void begin_drain();
+  void begin_close();  // close() began: requests end their connection, idle ones get a grace
+  void begin_drain();  // tcp's draining event: each connection ends after its answers
   void bury(connection& c);
-  void schedule_burial();
   void start_clock(std::uint64_t period_ms);
   std::vector<connection*> snapshot();
   bool streams(const request& req) const;
@@ -190,8 +190,7 @@ struct server_state final : crew::detail::handle_state {
   server_options options;
   std::uint64_t tick_ms;
   std::list<connection> connections;
-  std::list<connection> graveyard;  // retired, freed on a later turn
-  bool burial_scheduled = false;
+  std::list<connection> graveyard;  // retired, freed by the next tick
   std::uint64_t served = 0;
   std::string date;  // "Date: ...\r\n"
   std::uint64_t date_expires = 0;

@@ -6,11 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <ctime>
 #include <memory>
 #include <optional>
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "crew/child_process.hpp"
@@ -215,6 +217,52 @@ TEST(http, a_response_dropped_without_an_answer_gets_500) {
   std::string out;
   with_client(loop, [&] { out = exchange_once(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"); });
   EXPECT_EQ(out.rfind("HTTP/1.1 500 Internal Server Error", 0), 0u) << out;
+}
+
+TEST(http, a_server_moves_and_its_tcp_server_keeps_its_address) {
+  static_assert(std::is_nothrow_move_constructible_v<server> && !std::is_copy_constructible_v<server>);
+  static_assert(std::is_nothrow_move_constructible_v<response> && !std::is_copy_constructible_v<response>);
+  crew::loop loop;
+  server first(echo_routes());
+  crew::tcp::server* underneath = &first.tcp();
+  server moved(std::move(first));
+  crew::tcp::server& converted = moved;  // what cluster::listen will take
+  EXPECT_EQ(&moved.tcp(), underneath);
+  EXPECT_EQ(&converted, underneath);
+  int port = converted.listen(0).value();
+  http_answer a;
+  with_client(loop, [&] { a = crew::test::request(port, "GET", "/"); });
+  EXPECT_EQ(a.body, "hello\n");
+  EXPECT_EQ(first.listen(0).error(), std::errc::bad_file_descriptor);
+}
+
+TEST(http, a_response_hears_on_close_when_the_client_resets_the_connection) {
+  crew::loop loop;
+  std::optional<response> held;
+  bool heard = false;
+  std::optional<server> s;
+  s.emplace([&](request&, response& res) {
+    res.on_close([&] {
+      heard = true;
+      s->close();
+    });
+    held.emplace(std::move(res));
+  });
+  int port = s->listen(0).value();
+  std::atomic<bool> handled{false};
+  crew::timer watch(loop);
+  watch.start(5ms, 5ms, [&] { handled = held.has_value(); });
+  with_client(loop, [&] {
+    http_connection c = http_connection::to(port);
+    c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    wait_for(handled);
+    linger reset{1, 0};
+    setsockopt(c.fd(), SOL_SOCKET, SO_LINGER, &reset, sizeof reset);
+  });
+  watch.stop();
+  crew::test::run_within(loop);  // the reset arrives, and the server closes
+  EXPECT_TRUE(heard);
+  EXPECT_FALSE(held->sent());
 }
 
 // -- limits
@@ -784,6 +832,33 @@ TEST(http, a_streamed_request_body_arrives_in_pieces_past_max_body_bytes) {
   EXPECT_EQ(sized.body, expected + " ");
   EXPECT_EQ(chunked.body, expected + " yes");
   EXPECT_EQ(whole.status, 413) << "a route that does not stream keeps the limit";
+}
+
+TEST(http, a_streamed_request_body_cut_short_tells_on_end_why) {
+  crew::loop loop;
+  std::vector<std::string> ends;
+  router routes;
+  routes.post("/upload", [&](request& req, response& res) {
+    req.on_data([](std::string_view) {});
+    req.on_end([&, res = std::move(res)](std::error_code ec) mutable {
+      ends.push_back(crew::error_name(ec));
+      res.send("heard\n");
+    });
+  }, {.stream_body = true});
+  server s(std::move(routes), {.request_timeout = 300ms});
+  int port = s.listen(0).value();
+  std::string timed_out;
+  with_client(loop, [&] {
+    http_connection gone = http_connection::to(port);
+    gone.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npart");
+    gone.close();
+    http_connection slow = http_connection::to(port);
+    slow.send("POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\npart");
+    timed_out = slow.read_to_end();
+  });
+  std::sort(ends.begin(), ends.end());
+  EXPECT_EQ(ends, (std::vector<std::string>{"ECONNRESET", "ETIMEDOUT"}));
+  EXPECT_EQ(timed_out.rfind("HTTP/1.1 408 ", 0), 0u) << "the server answers in the handler's place: " << timed_out;
 }
 
 TEST(http, a_streamed_request_body_waits_while_paused) {
