@@ -97,7 +97,7 @@ struct primary_state final : crew::detail::handle_state {
   // Ports and hand-offs.
   void query_server(worker_process& w, const control& request);
   worker_process* pick(listener& l, const std::vector<int>& refused, bool handed_back);
-  void dispatch(listener& l, int fd, std::vector<int> refused = {});
+  void dispatch(listener& l, int fd, bool fresh, std::vector<int> refused = {});
   void handoff_sent(long seq, std::error_code ec);
   void settle(worker_process& w, long seq, bool accepted);
   void take_back(handoff h);
@@ -175,7 +175,7 @@ struct listener {
     while (fd >= 0 && !backing_off && waiting.empty()) {
       int connection = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (connection >= 0) {
-        owner.dispatch(*this, connection);
+        owner.dispatch(*this, connection, true);
         continue;
       }
       if (errno == EINTR || errno == ECONNABORTED) continue;
@@ -208,7 +208,7 @@ struct listener {
     pause.reset();
     if (fd < 0) return;
     for (int connection; take_queued && (connection = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;)
-      owner.dispatch(*this, connection);
+      owner.dispatch(*this, connection, true);
     ::close(fd);
     fd = -1;
   }
@@ -392,7 +392,7 @@ void primary_state::query_server(worker_process& w, const control& request) {
     reply.error = UV_ECANCELED;
   } else if (request.port < 0 || (!request.address.empty() && !literal(request.address))) {
     reply.error = UV_EINVAL;
-  } else if (it == listeners.end() || it->second->fd < 0) {
+  } else if (it == listeners.end()) {
     auto l = std::make_unique<listener>(*this, config.scheduling, key);
     bool reuse = l->kind == policy::reuseport;
     result<int> fd = tcp::detail::bind_socket(
@@ -410,7 +410,7 @@ void primary_state::query_server(worker_process& w, const control& request) {
         l->poll->data = l.get();
         l->watch();
       }
-      it = listeners.insert_or_assign(key, std::move(l)).first;
+      it = listeners.emplace(key, std::move(l)).first;
     }
   }
   if (reply.error == 0) {
@@ -444,8 +444,10 @@ worker_process* primary_state::pick(listener& l, const std::vector<int>& refused
   return nullptr;
 }
 
-void primary_state::dispatch(listener& l, int fd, std::vector<int> refused) {
-  worker_process* target = pick(l, refused, !refused.empty());
+// A fresh connection goes to a worker that is not stopping; one that waited
+// or came back may also go to a stopping worker not yet told to disconnect.
+void primary_state::dispatch(listener& l, int fd, bool fresh, std::vector<int> refused) {
+  worker_process* target = pick(l, refused, !fresh);
   if (!target) {
     ::close(fd);  // no worker can take it
     return;
@@ -506,7 +508,7 @@ void primary_state::take_back(handoff h) {
   if (l == listeners.end())
     ::close(h.fd);
   else
-    dispatch(*l->second, h.fd, std::move(h.refused));
+    dispatch(*l->second, h.fd, false, std::move(h.refused));
 }
 
 void primary_state::take_back_all(int worker) {
@@ -536,7 +538,7 @@ void primary_state::leave(int worker, const std::string* key) {
 void primary_state::retry_waiting() {
   for (auto& [key, l] : listeners) {
     std::deque<int> again = std::exchange(l->waiting, {});
-    for (int connection : again) dispatch(*l, connection);
+    for (int connection : again) dispatch(*l, connection, false);
     l->watch();
   }
 }
