@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "detail/http_state.hpp"
+#include "detail/tcp_state.hpp"
 
 namespace crew::http {
 namespace detail {
@@ -50,6 +51,8 @@ server_state::server_state(crew::loop& l, handler h, std::optional<router> r, se
   tcp_server.on_draining([to = link] {
     if (*to) (*to)->begin_drain();
   });
+  // A cluster worker reports requests answered, not connections.
+  tcp::detail::state_of(tcp_server)->served_hook = [to = link] { return *to ? (*to)->served : 0; };
 }
 
 server_state::~server_state() = default;

@@ -576,15 +576,19 @@ bool ipc_channel::connected() const noexcept {
 }
 
 ipc_channel* parent_channel() {
-  static ipc_channel* channel = [] () -> ipc_channel* {
+  // The channel belongs to the loop of the thread that first asks for it (its
+  // block is one of that loop's handles): it closes with that loop, and from
+  // then on there is none. The object itself is a static with nothing to free.
+  static ipc_channel channel = [] {
     int fd = channel_fd_from_environment();
-    if (fd < 0) return nullptr;
-    auto* c = new ipc_channel(loop::current(), fd);  // lives as long as the process
-    c->unref();
+    if (fd < 0) return ipc_channel();
+    // Not for the programs this one starts without crew (crew's spawn closes it anyway).
+    fcntl(fd, F_SETFD, FD_CLOEXEC);
+    ipc_channel c(loop::current(), fd);
+    c.unref();
     return c;
   }();
-  if (channel && !channel->is_open()) return nullptr;
-  return channel;
+  return channel.is_open() ? &channel : nullptr;
 }
 
 }  // namespace crew

@@ -203,6 +203,7 @@ void server_state::take(int connection) {
     return;  // libuv refused the descriptor (closed by the socket's constructor)
   }
   stream_state* state = s->state();
+  ++taken;
   sockets.insert(state);
   state->closed_hook = [this, state] { socket_closed(state); };
   if (options.no_delay) s->set_no_delay(true);
@@ -405,6 +406,10 @@ server::server(connection_callback on_connection, server_options options, loop& 
 }
 
 detail::server_state* server::state() const noexcept { return state_as<detail::server_state>(); }
+
+detail::server_state* detail::state_of(server& s) noexcept { return s.state(); }
+
+server* detail::server_of(server_state* s) noexcept { return s && s->owner ? static_cast<server*>(s->owner) : nullptr; }
 
 result<int> server::listen(int port, const std::string& host) {
   detail::server_state* s = state();

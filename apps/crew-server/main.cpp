@@ -1,6 +1,7 @@
 // crew-server: the seeds' services in one program, clustered over every core.
 //
 //   crew-server [--port 3000] [--host 127.0.0.1] [--workers CORES] [--policy round_robin|shared|reuseport]
+//               [--headers-timeout-ms 10000] [--request-timeout-ms 300000] [--keep-alive-timeout-ms 5000]
 //
 // The primary forks the workers, restarts any that dies (with backoff; it
 // gives up after ten crashes in a row), shuts down gracefully on SIGTERM or
@@ -31,7 +32,9 @@ int run_primary(const crew_server::options& o, int argc, char** argv) {
   int listening = 0;  // announced once every first worker listens
   primary.on_listening([&](crew::cluster::worker_process&, const crew::cluster::address& at) {
     if (++listening != o.workers) return;
-    std::printf("crew-server %d: %d workers on http://%s:%d/\n", getpid(), o.workers, at.host.c_str(), at.port);
+    bool v6 = at.family == 6;
+    std::printf("crew-server %d: %d workers on http://%s%s%s:%d/\n", getpid(), o.workers, v6 ? "[" : "",
+                at.host.c_str(), v6 ? "]" : "", at.port);
     std::fflush(stdout);
   });
   primary.on_exit([&](crew::cluster::worker_process& w, crew::exit_status s) {
@@ -65,7 +68,7 @@ int run_primary(const crew_server::options& o, int argc, char** argv) {
 
 int run_worker(const crew_server::options& o) {
   crew_server::services services(crew::parent_channel());
-  crew::http::server server(services.router());
+  crew::http::server server(services.router(), o.http);
   crew::cluster::listen(
       server, o.port,
       [](crew::result<int> port) {

@@ -1,6 +1,7 @@
 #include "options.hpp"
 
 #include <charconv>
+#include <chrono>
 #include <cstdio>
 #include <string_view>
 #include <thread>
@@ -10,17 +11,33 @@ namespace {
 
 constexpr const char* usage =
     "usage: crew-server [--port N] [--host ADDRESS] [--workers N] [--policy round_robin|shared|reuseport]\n"
-    "  --port     the port to serve on (default 3000)\n"
-    "  --host     the IPv4 address to listen on (default 127.0.0.1; 0.0.0.0 for every interface)\n"
-    "  --workers  worker processes (default: one per core)\n"
-    "  --policy   how the workers share the port (default round_robin)\n"
+    "                   [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N]\n"
+    "  --port                   the port to serve on (default 3000)\n"
+    "  --host                   the IPv4 or IPv6 address to listen on (default 127.0.0.1;\n"
+    "                           0.0.0.0 or :: for every interface)\n"
+    "  --workers                worker processes (default: one per core)\n"
+    "  --policy                 how the workers share the port (default round_robin)\n"
+    "  --headers-timeout-ms     a request's headers must be in this long after its first byte,\n"
+    "                           else 408 and close (default 10000)\n"
+    "  --request-timeout-ms     a request's body must be in this long after its first byte,\n"
+    "                           else 408 and close (default 300000)\n"
+    "  --keep-alive-timeout-ms  an idle keep-alive connection closes after this long (default 5000)\n"
+    "  a timeout of 0 turns it off\n"
     "signals: SIGTERM/SIGINT graceful shutdown, SIGHUP rolling reload\n";
 
-bool number(std::string_view text, int low, int high, int& out) {
-  int value = 0;
+template <class Number>
+bool number(std::string_view text, Number low, Number high, Number& out) {
+  Number value = 0;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
   if (ec != std::errc{} || end != text.data() + text.size() || value < low || value > high) return false;
   out = value;
+  return true;
+}
+
+bool milliseconds(std::string_view text, std::chrono::milliseconds& out) {
+  long long ms = 0;
+  if (!number<long long>(text, 0, 24LL * 3600 * 1000, ms)) return false;
+  out = std::chrono::milliseconds(ms);
   return true;
 }
 
@@ -49,6 +66,12 @@ std::optional<options> parse(int argc, char** argv, bool& help) {
       ok = number(value, 1, 1024, o.workers);
     else if (flag == "--host")
       o.host = value;
+    else if (flag == "--headers-timeout-ms")
+      ok = milliseconds(value, o.http.headers_timeout);
+    else if (flag == "--request-timeout-ms")
+      ok = milliseconds(value, o.http.request_timeout);
+    else if (flag == "--keep-alive-timeout-ms")
+      ok = milliseconds(value, o.http.keep_alive_timeout);
     else if (auto named = crew::cluster::policy_named(value); flag == "--policy" && named)
       o.policy = *named;
     else

@@ -5,6 +5,7 @@
 #include <string>
 
 #include <crew/cluster.hpp>
+#include <crew/http.hpp>
 
 namespace crew_server {
 
@@ -13,6 +14,7 @@ struct options {
   std::string host = "127.0.0.1";
   int workers = 0;  // 0: one per core
   crew::cluster::policy policy = crew::cluster::policy::round_robin;
+  crew::http::server_options http;  // the timeouts of --*-timeout-ms; http's defaults otherwise
 };
 
 /// Reads argv; on a bad or unknown flag prints why and the usage to stderr and

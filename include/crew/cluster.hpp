@@ -1,7 +1,8 @@
 // cluster: Node's cluster module, with the supervision PM2 adds. The primary
 // re-executes the program as workers (with NODE_UNIQUE_ID in their
 // environment); a server in a worker listens through the primary, which
-// shares one port among all of them.
+// shares one port among all of them. Any crew::tcp::server can be shared (an
+// http::server is one).
 //
 //   if (crew::cluster::is_primary()) {
 //     crew::cluster::primary primary({.restart = {.enabled = true}});
@@ -14,6 +15,13 @@
 //     crew::cluster::handle_signals();  // SIGTERM/SIGINT: finish what is in flight, then exit
 //     crew::loop::current().run();
 //   }
+//
+// Lifetime and callbacks follow docs/lifetime.md and docs/callbacks.md: the
+// primary is an RAII object whose state lives in a heap block; destroying it in
+// any state (before or after fork(), inside its own callbacks, during a
+// shutdown or a reload) closes its ports, terminates and reaps its workers, and
+// runs no event afterwards. A worker's side of the cluster belongs to the loop
+// it runs on and closes with it.
 #pragma once
 
 #include <sys/types.h>
@@ -29,14 +37,19 @@
 #include <vector>
 
 #include "crew/child_process.hpp"
-#include "crew/unique_function.hpp"
-#include "crew/http.hpp"
+#include "crew/detail/handle.hpp"
+#include "crew/error.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
-#include "crew/signal.hpp"
+#include "crew/tcp.hpp"
 #include "crew/timer.hpp"
+#include "crew/unique_function.hpp"
 
 namespace crew::cluster {
+
+namespace detail {
+struct primary_state;
+}
 
 /// How workers share a listening port.
 enum class policy {
@@ -70,9 +83,14 @@ struct settings {
   bool silent = false;                  ///< pipe the workers' stdio instead of inheriting it; default: false
   policy scheduling = policy::round_robin;  ///< default: round_robin (Node's)
   restart_policy restart;                   ///< default: no restart
-  /// How long a disconnected worker may take to finish and exit before it is
-  /// killed with SIGKILL (shutdown, reload, memory replacement). Default 10 s.
-  std::chrono::milliseconds kill_timeout{10'000};
+  /// How each worker is started, as for crew::fork(): cwd, env and extra_env
+  /// (fork()'s own extra_env is added on top), uid/gid, stdio, kill_signal...
+  /// `silent` above takes the place of process.silent. kill_signal and
+  /// kill_timeout also end a disconnected worker that does not exit: it gets
+  /// SIGKILL kill_timeout after its disconnect (shutdown, reload, memory
+  /// replacement), and destroying the primary terminates every worker that
+  /// way (docs/reaping.md). Default: process_options{} (SIGTERM, 5 s).
+  process_options process;
 };
 
 /// This program's path as a file name (the target of /proc/self/exe), so that a
@@ -87,8 +105,9 @@ int worker_id() noexcept;
 
 /// Where a worker listens (Node's address object of the 'listening' event).
 struct address {
-  std::string host;  ///< "127.0.0.1"
+  std::string host;  ///< "127.0.0.1", "::1"
   int port = 0;      ///< the port every worker shares
+  int family = 4;    ///< 4 or 6
 };
 
 /// One worker's figures, as the primary sees them.
@@ -98,20 +117,24 @@ struct worker_figures {
   std::chrono::milliseconds uptime{0};
   int restarts = 0;                  ///< how many workers came before this one in its place
   std::uint64_t memory_bytes = 0;    ///< resident set size, read from /proc now
-  std::uint64_t requests_served = 0;  ///< reported by the worker each second while it serves
+  /// What its servers served (the answers of an http::server, the connections
+  /// of another tcp::server), reported by the worker each second while it serves.
+  std::uint64_t requests_served = 0;
 };
 
-class primary;
-
-/// One worker, seen from the primary.
+/// One worker, seen from the primary. The primary owns it: the reference its
+/// events give stays valid until the worker's exit event has returned (and
+/// while the primary lives).
 class worker_process {
  public:
   int id() const noexcept { return id_; }
   pid_t pid() const noexcept { return process_.pid(); }
-  bool send(message m) { return process_.send(std::move(m)); }
+  /// A message to the worker (its parent_channel()). done as ipc_channel::send.
+  bool send(message m, ipc_channel::error_callback done = {}) { return process_.send(std::move(m), std::move(done)); }
   [[nodiscard]] std::error_code kill(int signal = SIGTERM) { return process_.kill(signal); }
   /// Node's worker.disconnect(): no new connections go to the worker, which
-  /// closes its servers, lets the requests in flight finish and exits.
+  /// takes those already handed to it, closes its servers, lets the requests
+  /// in flight finish and exits; SIGKILL after settings::process.kill_timeout.
   void disconnect();
   bool is_dead() const noexcept { return dead_; }
   bool is_connected() noexcept { return process_.channel().connected(); }
@@ -128,65 +151,86 @@ class worker_process {
   worker_figures figures() const;
 
  private:
-  friend class primary;
-  worker_process(primary& owner, int id, int restarts, environment env, child_process process)
+  friend struct detail::primary_state;
+  worker_process(detail::primary_state& owner, int id, int restarts, environment env, child_process process)
       : owner_(owner), id_(id), restarts_(restarts), env_(std::move(env)), process_(std::move(process)) {}
-  primary& owner_;
+  detail::primary_state& owner_;
   int id_;
   int restarts_;
   environment env_;  // what it was forked with, for its replacement
   child_process process_;
   bool dead_ = false;
+  std::optional<exit_status> exited_;  // its process exited; its channel is read to the end first
   bool exited_after_disconnect_ = false;
   bool listening_ = false;
-  bool replacing_ = false;  // its replacement is starting
+  bool replacing_ = false;        // its replacement is starting
+  bool stopping_ = false;         // disconnected by the primary: no new connections
+  bool disconnect_sent_ = false;  // told to disconnect (or disconnecting itself): no connection at all
   std::uint64_t requests_served_ = 0;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
-  std::unique_ptr<timer> kill_timer_;                   // armed by disconnect()
+  std::optional<timer> kill_timer_;              // armed by disconnect(); after its exit, the wait for its channel
   unique_function<void(bool listening)> ready_;  // a replacement in progress waits for this one
   unique_function<void()> gone_;                 // ... and for the one it replaces to exit
 };
 
 /// The primary: forks workers, serves their listen requests, supervises them.
-class primary {
+/// Loop thread only. Move-only.
+///
+/// Events (on_fork ... on_crash_loop) run on the loop, never inside the call
+/// that caused them, and never after the primary is destroyed. Completions
+/// (the `done` of disconnect(), shutdown() and reload()) run exactly once, on
+/// a later turn, also when the primary is destroyed first (reload's then gets
+/// ECANCELED); only the loop's destruction drops them (docs/callbacks.md).
+///
+/// Destroying the primary in any state closes the ports it holds, closes each
+/// worker's channel, and terminates every worker (settings::process.kill_signal,
+/// then SIGKILL after kill_timeout), which is reaped in the background
+/// (docs/reaping.md). shutdown() is the graceful way.
+class primary : private crew::detail::handle_owner {
  public:
   explicit primary(settings s = {}, loop& l = loop::current());
-  ~primary();
-  primary(const primary&) = delete;
-  primary& operator=(const primary&) = delete;
+  primary(primary&&) noexcept = default;
+  /// Closes this primary first, as its destruction does.
+  primary& operator=(primary&&) noexcept = default;
+  ~primary() = default;
 
-  /// Starts a worker with `extra_env` added to this process's environment.
+  /// Starts a worker with `extra_env` added to settings::process's environment.
+  /// On a closed primary: throws std::system_error (EBADF).
   worker_process& fork(environment extra_env = {});
 
   using worker_event = unique_function<void(worker_process&)>;
-  void on_fork(worker_event fn) { on_fork_ = std::move(fn); }
-  void on_online(worker_event fn) { on_online_ = std::move(fn); }
-  void on_listening(unique_function<void(worker_process&, const address&)> fn) { on_listening_ = std::move(fn); }
-  void on_message(unique_function<void(worker_process&, message)> fn) { on_message_ = std::move(fn); }
-  void on_disconnect(worker_event fn) { on_disconnect_ = std::move(fn); }
-  void on_exit(unique_function<void(worker_process&, exit_status)> fn) { on_exit_ = std::move(fn); }
+  void on_fork(worker_event fn);
+  void on_online(worker_event fn);
+  void on_listening(unique_function<void(worker_process&, const address&)> fn);
+  void on_message(unique_function<void(worker_process&, message)> fn);
+  void on_disconnect(worker_event fn);
+  void on_exit(unique_function<void(worker_process&, exit_status)> fn);
 
   /// Called when the restart policy gives up after max_restarts crashes in a row.
-  void on_crash_loop(unique_function<void()> fn) { on_crash_loop_ = std::move(fn); }
+  void on_crash_loop(unique_function<void()> fn);
 
-  /// The live workers by id.
-  const std::map<int, std::unique_ptr<worker_process>>& workers() const noexcept { return workers_; }
+  /// The live workers by id (empty on a closed primary).
+  const std::map<int, std::unique_ptr<worker_process>>& workers() const noexcept;
   std::vector<worker_figures> figures() const;
 
   /// Node's cluster.disconnect(): disconnects every worker; done runs once
   /// none is connected. Restarts still apply to workers that crash meanwhile.
   void disconnect(unique_function<void()> done = {});
 
-  /// Graceful shutdown: no more restarts; every worker disconnected (stops
-  /// accepting, finishes in-flight requests, exits), SIGKILL for any still
-  /// alive after settings::kill_timeout; done once every worker has exited.
+  /// Graceful shutdown: no more restarts; the ports stop accepting (in round
+  /// robin, connections already waiting in the port's queue are accepted and
+  /// handed out first); every connection handed to a worker is taken by one;
+  /// then every worker is disconnected (it finishes its requests in flight and
+  /// exits), and one still alive settings::process.kill_timeout after the
+  /// shutdown began is killed with SIGKILL. done once every worker has exited.
   void shutdown(unique_function<void()> done = {});
 
   /// Zero-downtime rolling reload, one worker at a time: start its
   /// replacement, wait until that one listens, disconnect the old one and wait
   /// for its exit. done gets ESRCH if a replacement exits before it listens
   /// (the reload stops there; the old worker keeps serving), EALREADY if a
-  /// reload or shutdown is under way, ECANCELED if a shutdown began during it.
+  /// reload or shutdown is under way, ECANCELED if a shutdown began during it
+  /// or the primary was destroyed.
   void reload(unique_function<void(std::error_code)> done = {});
 
   /// SIGTERM and SIGINT: shutdown(); SIGHUP: reload(). The watchers do not
@@ -194,60 +238,32 @@ class primary {
   void handle_signals();
 
  private:
-  friend class worker_process;
-  struct listener;
-  struct handoff {
-    int fd;
-    int worker;
-    std::string key;
-  };
-  worker_process& start(environment env, int restarts);
-  void handle_internal(worker_process& w, message m);
-  void query_server(worker_process& w, const message::value_type& request);
-  void dispatch(listener& l, int connection);
-  void settle(long seq, bool accepted);
-  void forget(int worker);
-  void stop(worker_process& w);
-  void replace(worker_process& old, unique_function<void(bool)> done);
-  void reload_next(std::vector<int> ids, unique_function<void(std::error_code)> done);
-  void schedule_restart(std::chrono::steady_clock::duration lived, int restarts, environment env);
-  void check_memory();
-  void check_disconnected();
-
-  settings settings_;
-  loop& loop_;
-  int next_id_ = 1;
-  std::map<int, std::unique_ptr<worker_process>> workers_;
-  std::map<std::string, std::unique_ptr<listener>> listeners_;  // by "host:port"
-  std::map<long, handoff> handoffs_;  // round robin: connections sent, awaiting the worker's answer
-  long next_seq_ = 1;
-  worker_event on_fork_, on_online_, on_disconnect_;
-  unique_function<void(worker_process&, const address&)> on_listening_;
-  unique_function<void(worker_process&, message)> on_message_;
-  unique_function<void(worker_process&, exit_status)> on_exit_;
-  unique_function<void()> on_crash_loop_;
-  // Supervision.
-  int crashes_in_a_row_ = 0;
-  std::vector<std::unique_ptr<timer>> restarts_;
-  timer memory_check_;
-  bool shutting_down_ = false;
-  bool reloading_ = false;
-  unique_function<void()> shutdown_done_;
-  unique_function<void()> disconnect_done_;
-  std::vector<signal_watcher> signals_;
+  detail::primary_state* state() const noexcept;
 };
 
 /// In a worker: makes `server` listen on host:port through the primary, with
-/// the primary's policy; done gets the port (the same in every worker, port 0
-/// included) or the error (EADDRINUSE...). Outside a cluster, plain listen.
-/// The server must stay alive while it listens.
-void listen(http::server& server, int port, unique_function<void(result<int>)> done,
+/// the primary's policy (round_robin: connections arrive through
+/// server.adopt_connection(); shared: server.listen_fd() on the primary's
+/// socket; reuseport: the worker binds a SO_REUSEPORT socket of its own).
+/// `host` is an IPv4 or IPv6 literal, or "" for every interface. done gets the
+/// port (the same in every worker, port 0 included) or the error (EADDRINUSE,
+/// EINVAL, EALREADY when the server listens already, EBADF for a closed
+/// server, ECANCELED when the server closes, or the worker disconnects, before
+/// the primary answers). Outside a cluster: server.listen(port, host).
+///
+/// The worker's figures count what the server serves: the answers of an
+/// http::server, the connections of another tcp::server.
+///
+/// Callback contract: done runs exactly once, on a later turn. The server may
+/// move or be destroyed at any time: the cluster keeps no pointer to it past
+/// its close.
+void listen(tcp::server& server, int port, unique_function<void(result<int>)> done,
             const std::string& host = "127.0.0.1");
 
 /// In a worker, Node's worker.disconnect(): closes the servers that listen
 /// through cluster::listen (requests in flight finish), then the channel to
 /// the primary, then stops the loop, so run() returns. Outside a cluster it
-/// closes those servers and runs done.
+/// closes those servers and runs done. done runs once, on a later turn.
 void disconnect(unique_function<void()> done = {});
 
 /// In a worker: SIGTERM and SIGINT call disconnect(), so a worker finishes

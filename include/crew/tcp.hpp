@@ -33,9 +33,16 @@
 
 namespace crew::tcp {
 
+class server;
+
 namespace detail {
 struct server_state;
 struct connector;
+/// A server's heap block (null when closed), and the server that owns a block
+/// (null once it has none: closed, or draining after close()). For the
+/// cluster, whose registry keeps blocks: they stay put when their server moves.
+server_state* state_of(server& s) noexcept;
+server* server_of(server_state* s) noexcept;
 }
 
 /// An endpoint: Node's {address, family, port}.
@@ -186,6 +193,8 @@ class server : private crew::detail::handle_owner {
   [[nodiscard]] result<address> local_address() const;
 
  private:
+  friend detail::server_state* detail::state_of(server&) noexcept;
+  friend server* detail::server_of(detail::server_state*) noexcept;
   detail::server_state* state() const noexcept;
 };
 

@@ -1,39 +1,71 @@
-// What the cluster's primary and workers share: Node's NODE_CLUSTER control
-// messages and the listening sockets they make.
+// What the cluster's primary and workers say to each other: Node's
+// NODE_CLUSTER control messages, read into a checked struct by a pure function
+// (fuzz/cluster_control_fuzz.cpp drives it) and written back by its inverse.
+//
+// Node's shapes (lib/internal/cluster/): a message is
+// {"cmd":"NODE_CLUSTER","act":...,"seq":N}, and its answer carries "ack":N and
+// no "act". Worker to primary: online, queryServer {address, port,
+// addressType, backlog, ipv6Only}, listening {address, port, addressType},
+// close {key}, exitedAfterDisconnect, crew:figures {requests} (crew's), and
+// the answer to a newconn {accepted}. Primary to worker: newconn {key} with
+// the connection's descriptor, disconnect, and the answer to queryServer
+// {errno | port, key, policy} (with the listening socket, for `shared`).
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
-#include "crew/error.hpp"
+#include "crew/cluster.hpp"
 #include "crew/message.hpp"
 
 namespace crew::cluster::wire {
 
-/// {"cmd":"NODE_CLUSTER","act":act}, Node's internal cluster message.
-inline message::value_type control(std::string act) {
-  return message::value_type{{"cmd", "NODE_CLUSTER"}, {"act", std::move(act)}};
-}
+/// A control message's kind ("act" on the wire; an answer has none).
+enum class act : std::uint8_t {
+  online,
+  query_server,
+  listening,
+  close,
+  exited_after_disconnect,
+  figures,
+  newconn,
+  disconnect,
+  answer,
+};
 
-// Fields of a control message, read without trusting the peer: a missing
-// field or one of another type reads as the fallback (never an exception).
-inline std::string text_at(const message::value_type& m, const char* key, std::string fallback = "") {
-  auto it = m.is_object() ? m.find(key) : m.end();
-  return it != m.end() && it->is_string() ? it->get<std::string>() : fallback;
-}
-inline long number_at(const message::value_type& m, const char* key, long fallback = 0) {
-  auto it = m.is_object() ? m.find(key) : m.end();
-  return it != m.end() && it->is_number_integer() ? it->get<long>() : fallback;
-}
-inline bool flag_at(const message::value_type& m, const char* key) {
-  auto it = m.is_object() ? m.find(key) : m.end();
-  return it != m.end() && it->is_boolean() && it->get<bool>();
-}
+/// Longest host name or key read from the wire (a DNS name is at most 253 bytes).
+constexpr std::size_t max_text = 255;
 
-/// A non-blocking TCP socket bound to host:port (IPv4), with SO_REUSEPORT if
-/// asked, listening unless `backlog` is 0. Errors: EINVAL, EADDRINUSE...
-result<int> bound_socket(const std::string& host, int port, bool reuse_port, int backlog);
+/// One control message, every field checked. Only the fields of its act are
+/// read or written; the others keep their defaults.
+struct control {
+  act what = act::online;
+  long seq = -1;  ///< queryServer, newconn: the number its answer carries; >= 0
+  long ack = -1;  ///< answer: the seq it answers; >= 0
+  /// queryServer, listening: the host. A queryServer whose host is not text of
+  /// at most max_text bytes, or whose port is out of range, reads with port -1
+  /// (the primary answers EINVAL).
+  std::string address;
+  int port = -1;         ///< queryServer, listening, answer: 0..65535, or -1
+  int address_type = 4;  ///< queryServer, listening: 4 or 6
+  int backlog = 511;     ///< queryServer: 1..65535
+  bool ipv6_only = false;   ///< queryServer
+  std::string key;          ///< close, newconn, answer: the primary's name for a port
+  bool accepted = false;    ///< answer to a newconn
+  std::uint64_t requests = 0;  ///< crew:figures
+  int error = 0;  ///< answer to a queryServer: a libuv error code (< 0), or 0
+  policy scheduling = policy::round_robin;  ///< answer to a queryServer
+  bool operator==(const control&) const = default;
+};
 
-/// The port a socket is bound to.
-int port_of(int fd);
+/// Reads a control message without trusting its sender: nothing for a value
+/// that is not a NODE_CLUSTER message, has an unknown act, or lacks a field
+/// its act needs (seq, ack, key, requests, a listening address) or has one of
+/// the wrong type. Never throws; keeps no state.
+std::optional<control> read_control(const message::value_type& v);
+
+/// The message read_control() reads back as `c`.
+message::value_type write_control(const control& c);
 
 }  // namespace crew::cluster::wire

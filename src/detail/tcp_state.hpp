@@ -48,6 +48,10 @@ struct server_state final : crew::detail::handle_state {
   unique_function<void()> draining_event;
   unique_function<void()> drained;      // close()'s done
   unique_function<void()> closed_hook;  // internal: told once when the server closes (the cluster's registry)
+  // internal: what the protocol on top has served (http: answers), for the
+  // cluster's figures; without it they count `taken`.
+  unique_function<std::uint64_t()> served_hook;
+  std::uint64_t taken = 0;  // connections given out (or about to be) since the start
   server_options options;
   std::unordered_set<crew::detail::stream_state*> sockets;  // given out (or about to be), not yet closed
   std::vector<socket> pending;  // accepted or adopted, delivered on the next turn

@@ -1,10 +1,18 @@
-// crew-server, run as a user runs it: its routes, SIGHUP, SIGTERM, a port in
-// use, a bad command line.
+// crew-server, run as a user runs it: its routes, SIGHUP, SIGTERM with
+// requests in flight, hostile clients and a full descriptor table in every
+// policy, a port in use, a bad command line.
 #include <gtest/gtest.h>
 
+#include <dirent.h>
+#include <poll.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstring>
+#include <fstream>
 #include <regex>
 #include <set>
+#include <sstream>
 #include <thread>
 
 #include "../unit/http_client.hpp"
@@ -99,6 +107,163 @@ TEST(crew_server, sighup_replaces_every_worker) {
   EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
 }
 
+// Whether the peer closes the connection (end of file) within 10 s.
+bool closed_by_server(crew::test::http_connection& c) {
+  pollfd p{c.fd(), POLLIN, 0};
+  char byte;
+  return poll(&p, 1, 10'000) == 1 && recv(c.fd(), &byte, 1, 0) == 0;
+}
+
+// The Date header of an answer.
+std::string date_of(const crew::test::http_answer& a) {
+  std::smatch m;
+  return std::regex_search(a.head, m, std::regex("\r\nDate: ([^\r]*)")) ? m[1].str() : "";
+}
+
+class every_policy : public testing::TestWithParam<std::string> {};
+
+// A slowloris (headers held back), an idle keep-alive connection and a body
+// that never comes, through the front door in each policy: each is answered
+// 408 or closed once its timeout passes, and the Date header moves on.
+TEST_P(every_policy, holds_against_slow_and_idle_clients_and_keeps_its_date_current) {
+  run_result r = run_server({"--port", "0", "--workers", "2", "--policy", GetParam(), "--headers-timeout-ms", "300",
+                             "--request-timeout-ms", "600", "--keep-alive-timeout-ms", "300"},
+                            [](int port, pid_t server) {
+    auto slowloris = crew::test::http_connection::to(port);
+    slowloris.send("GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ");
+    pollfd p{slowloris.fd(), POLLIN, 0};
+    for (int i = 0; i < 500 && poll(&p, 1, 0) == 0; ++i) {
+      slowloris.send("z");
+      std::this_thread::sleep_for(20ms);
+    }
+    std::string out = slowloris.read_to_end();
+    EXPECT_EQ(out.rfind("HTTP/1.1 408 ", 0), 0u) << out;
+    EXPECT_NE(out.find("Connection: close"), std::string::npos) << out;
+
+    auto idle = crew::test::http_connection::to(port);
+    EXPECT_TRUE(idle.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
+    crew::test::http_answer first = idle.answer();
+    EXPECT_EQ(first.status, 200);
+    EXPECT_TRUE(closed_by_server(idle)) << "an idle keep-alive connection stayed open";
+
+    auto upload = crew::test::http_connection::to(port);
+    upload.send("POST /process-image HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc");  // the rest never comes
+    out = upload.read_to_end();
+    EXPECT_EQ(out.rfind("HTTP/1.1 408 ", 0), 0u) << out;
+
+    std::string later;
+    for (int i = 0; i < 300 && (later.empty() || later == date_of(first)); ++i) {
+      std::this_thread::sleep_for(10ms);
+      later = date_of(crew::test::request(port, "GET", "/"));
+    }
+    EXPECT_FALSE(date_of(first).empty());
+    EXPECT_NE(later, date_of(first)) << "the Date header is frozen";
+    kill(server, SIGTERM);
+  });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
+// SIGTERM while 20 requests are in flight (on their way, queued, being
+// computed): all 20 are answered, none is reset, and the server exits 0.
+TEST_P(every_policy, sigterm_answers_every_request_in_flight_and_exits_0) {
+  std::vector<crew::test::http_answer> answers;
+  run_result r = run_server({"--port", "0", "--workers", "2", "--policy", GetParam()}, [&](int port, pid_t server) {
+    std::vector<crew::test::http_connection> in_flight;
+    for (int i = 0; i < 20; ++i) {
+      in_flight.push_back(crew::test::http_connection::to(port));
+      EXPECT_TRUE(in_flight.back().send("GET /heavy HTTP/1.1\r\nHost: x\r\n\r\n"));
+    }
+    kill(server, SIGTERM);
+    for (auto& c : in_flight) answers.push_back(c.answer());
+  });
+  ASSERT_EQ(answers.size(), 20u);
+  for (const auto& a : answers) {
+    EXPECT_EQ(a.status, 200);
+    EXPECT_TRUE(json_of(a)["worker"].is_number()) << a.body;
+  }
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
+INSTANTIATE_TEST_SUITE_P(crew_server, every_policy, testing::Values("round_robin", "shared", "reuseport"),
+                         [](const auto& param) { return param.param; });
+
+// The TCP sockets of process `pid` in state CLOSE-WAIT (the peer closed, the
+// process has not).
+int close_wait_sockets(pid_t pid) {
+  std::set<std::string> inodes;
+  std::string dir = "/proc/" + std::to_string(pid) + "/fd";
+  if (DIR* d = opendir(dir.c_str())) {
+    while (dirent* e = readdir(d)) {
+      char target[64] = {};
+      std::string link = dir + "/" + e->d_name;
+      if (readlink(link.c_str(), target, sizeof target - 1) > 0 && std::string_view(target).starts_with("socket:["))
+        inodes.insert(std::string(target + 8, std::strlen(target) - 9));
+    }
+    closedir(d);
+  }
+  int count = 0;
+  for (const char* table : {"/proc/net/tcp", "/proc/net/tcp6"}) {
+    std::ifstream in(table);
+    std::string line;
+    std::getline(in, line);  // the header
+    while (std::getline(in, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, remote, state, queues, timer, retransmits, uid, timeout, inode;
+      fields >> slot >> local >> remote >> state >> queues >> timer >> retransmits >> uid >> timeout >> inode;
+      count += state == "08" && inodes.count(inode);
+    }
+  }
+  return count;
+}
+
+// Under `ulimit -n 128`, with one worker in the default policy, 400
+// connections are opened, each with a request, and held: the worker takes
+// what its descriptor table holds and refuses the rest, which the primary
+// closes; every connection is answered or closed, none is left hanging. Then
+// all are closed: afterwards the primary holds no socket in CLOSE-WAIT, and
+// the server answers again.
+TEST(crew_server, past_its_descriptor_limit_it_recovers) {
+  int left = -1;
+  std::size_t settled = 0, answered = 0;
+  crew::test::http_answer again;
+  run_result r = crew::test::run_program(
+      "/bin/sh", {"-c", "ulimit -n 128 && exec \"$0\" \"$@\"", CREW_SERVER, "--port", "0", "--workers", "1"},
+      "on http://127\\.0\\.0\\.1:([0-9]+)/\n", [&](int port, pid_t server) {
+        std::vector<pollfd> open;
+        for (int i = 0; i < 400; ++i) {
+          int fd = crew::test::connect_to(port);
+          const char request[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+          if (fd >= 0 && send(fd, request, sizeof request - 1, MSG_NOSIGNAL) > 0) open.push_back({fd, POLLIN, 0});
+        }
+        std::vector<pollfd> waiting = open;
+        auto deadline = std::chrono::steady_clock::now() + crew::test::scaled(30s);
+        while (!waiting.empty() && std::chrono::steady_clock::now() < deadline) {
+          poll(waiting.data(), waiting.size(), 100);
+          std::erase_if(waiting, [&](const pollfd& p) {
+            if (!(p.revents & (POLLIN | POLLHUP | POLLERR))) return false;
+            char head[16] = {};
+            ssize_t n = recv(p.fd, head, sizeof head - 1, 0);
+            answered += n > 0 && std::string_view(head).starts_with("HTTP/1.1 200");
+            return true;
+          });
+        }
+        settled = open.size() - waiting.size();
+        for (const pollfd& p : open) close(p.fd);
+        // Served again: with one worker, hand-offs go out in turn, so every
+        // connection before this one has been settled by then.
+        for (int i = 0; i < 200 && (again = crew::test::request(port, "GET", "/")).status != 200; ++i)
+          std::this_thread::sleep_for(50ms);
+        for (int i = 0; i < 1000 && (left = close_wait_sockets(server)) != 0; ++i) std::this_thread::sleep_for(10ms);
+        kill(server, SIGTERM);
+      });
+  EXPECT_EQ(settled, 400u) << "connections neither answered nor closed";
+  EXPECT_GT(answered, 0u);
+  EXPECT_LT(answered, 128u);  // the worker's table cannot hold them all: the others were refused
+  EXPECT_EQ(left, 0) << "sockets left in CLOSE-WAIT in the primary";
+  EXPECT_EQ(again.status, 200);
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
 TEST(crew_server, a_port_in_use_is_a_clear_error_and_exit_code_1) {
   crew::test::held_port holder;
   ASSERT_NE(holder.port(), 0);
@@ -113,6 +278,10 @@ TEST(crew_server, a_bad_command_line_is_exit_code_2) {
   EXPECT_EQ(r.status.code, 2);
   EXPECT_NE(r.err.find("usage: crew-server"), std::string::npos);
   EXPECT_EQ(run_server({"--policy", "fastest"}, [](int, pid_t) {}).status.code, 2);
+  EXPECT_EQ(run_server({"--headers-timeout-ms", "-1"}, [](int, pid_t) {}).status.code, 2);
+  run_result help = run_server({"--help"}, [](int, pid_t) {});
+  EXPECT_EQ(help.status.code, 0);
+  EXPECT_NE(help.out.find("--keep-alive-timeout-ms"), std::string::npos) << help.out;
 }
 
 }  // namespace

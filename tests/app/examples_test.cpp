@@ -66,6 +66,36 @@ TEST(examples, cluster_http_answers_from_every_worker_reloads_and_shuts_down) {
   EXPECT_EQ(r.status, (crew::exit_status{0, 0}));
 }
 
+// Every worker greets ("worker PID") and echoes, in each policy. At SIGTERM a
+// connection still open is ended by its worker (the client reads the end of
+// the stream); once the client closes it, the program exits 0.
+TEST(examples, cluster_tcp_echo_echoes_from_every_worker_and_exits_0_on_sigterm) {
+  for (std::string policy : {"round_robin", "shared", "reuseport"}) {
+    SCOPED_TRACE(policy);
+    std::set<std::string> greetings;
+    bool echoed = true;
+    std::string rest = "unread";
+    auto r = crew::test::run_program(
+        CREW_BIN "/cluster-tcp-echo", {"--port", "0", "--workers", "2", "--policy", policy},
+        "echo on 127\\.0\\.0\\.1:([0-9]+) with 2 workers\n", [&](int port, pid_t primary) {
+          for (int i = 0; i < 200 && greetings.size() < 2; ++i) {
+            auto c = crew::test::http_connection::to(port);
+            greetings.insert(c.read_until("\n"));
+            echoed = echoed && c.send("hello, echo\n") && c.read_until("hello, echo\n") == "hello, echo\n";
+          }
+          auto held = crew::test::http_connection::to(port);
+          EXPECT_FALSE(held.read_until("\n").empty());
+          kill(primary, SIGTERM);
+          rest = held.read_to_end();  // the worker ends its side
+        });
+    EXPECT_EQ(greetings.size(), 2u);
+    for (const auto& g : greetings) EXPECT_TRUE(std::regex_match(g, std::regex("worker [0-9]+\n"))) << g;
+    EXPECT_TRUE(echoed);
+    EXPECT_EQ(rest, "");
+    EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  }
+}
+
 // Whether `text` matches `pattern` somewhere (ECMAScript regex).
 bool contains(const std::string& text, const std::string& pattern) {
   return std::regex_search(text, std::regex(pattern));
