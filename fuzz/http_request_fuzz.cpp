@@ -29,12 +29,6 @@
 //     body, which a response parser cannot know, so "HEAD" in the input is
 //     made "HEAX" first.
 //
-// Build by hand until fuzz/CMakeLists.txt lists it (see the report of
-// issue 11 or docs/fuzzing.md): a clang build of crew with
-// -fsanitize=fuzzer-no-link,address,undefined, then
-//   clang++ -std=c++20 -fsanitize=fuzzer,address,undefined -Iinclude -I/usr/share/include/llhttp \
-//     fuzz/http_request.cpp build-fuzz/src/libcrew.a -luv -lsimdjson -o fuzz-http_request
-//   ./fuzz-http_request fuzz/corpus/http_request
 #include <llhttp.h>
 #include <sys/socket.h>
 #include <unistd.h>
