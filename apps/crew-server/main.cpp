@@ -72,7 +72,8 @@ int run_worker(const crew_server::options& o) {
   crew::cluster::listen(
       server, o.port,
       [](crew::result<int> port) {
-        if (port) return;
+        // ECANCELED: the cluster is shutting down (another worker failed).
+        if (port || port.error() == std::errc::operation_canceled) return;
         crew::ipc_channel* primary = crew::parent_channel();
         std::string why = crew::error_name(port.error()) + " (" + port.error().message() + ")";
         if (!primary || !primary->send(crew::message::value_type{{"listen_error", why}}))

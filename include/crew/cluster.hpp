@@ -10,7 +10,7 @@
 //     primary.handle_signals();  // SIGTERM/SIGINT: graceful shutdown; SIGHUP: rolling reload
 //     crew::loop::current().run();
 //   } else {
-//     crew::http::server server(routes);
+//     crew::http::server server(std::move(routes));
 //     crew::cluster::listen(server, 8000, [](crew::result<int> port) { ... });
 //     crew::cluster::handle_signals();  // SIGTERM/SIGINT: finish what is in flight, then exit
 //     crew::loop::current().run();

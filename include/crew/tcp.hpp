@@ -100,7 +100,8 @@ struct connect_options {
 /// literal or a name (resolved on libuv's thread pool).
 ///
 /// Callback contract: done runs exactly once, on l's thread, never inside
-/// connect(); ECANCELED when the loop is destroyed while connecting.
+/// connect(); dropped, like every completion, when the loop is destroyed first
+/// (lifetime.md).
 void connect(const std::string& host, int port, unique_function<void(result<socket>)> done,
              connect_options options = {}, loop& l = loop::current());
 
