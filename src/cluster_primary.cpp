@@ -368,11 +368,14 @@ void primary_state::worker_exited(int id, exit_status status) {
   auto lived = std::chrono::steady_clock::now() - gone->started_;
   fire(&primary_state::exit_event, *gone, status);
   if (closing) return;
-  if (gone->ready_) std::exchange(gone->ready_, {})(false);
+  // A reload's replacement that died before listening is not restarted: the
+  // worker it was to replace keeps serving, and the reload reports ESRCH.
+  bool failed_replacement = static_cast<bool>(gone->ready_);
+  if (failed_replacement) std::exchange(gone->ready_, {})(false);
   if (closing) return;
   if (gone->gone_) std::exchange(gone->gone_, {})();
   if (closing) return;
-  if (!expected && config.restart.enabled && !shutting_down)
+  if (!expected && !failed_replacement && config.restart.enabled && !shutting_down)
     schedule_restart(lived, gone->restarts_ + 1, gone->env_);
   if (closing) return;
   send_due_disconnects();

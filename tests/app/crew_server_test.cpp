@@ -184,6 +184,20 @@ TEST_P(every_policy, sigterm_answers_every_request_in_flight_and_exits_0) {
   EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
 }
 
+// SIGTERM during a rolling reload (the replacements' listens are cancelled):
+// still a graceful shutdown, exit 0, nothing on stderr.
+TEST_P(every_policy, sigterm_during_a_reload_exits_0_quietly) {
+  for (auto delay : {0ms, 2ms, 5ms, 10ms}) {
+    run_result r = run_server({"--port", "0", "--workers", "2", "--policy", GetParam()}, [&](int, pid_t server) {
+      kill(server, SIGHUP);
+      std::this_thread::sleep_for(delay);
+      kill(server, SIGTERM);
+    });
+    EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << delay.count() << " ms: " << r.err;
+    EXPECT_EQ(r.err, "") << delay.count() << " ms";
+  }
+}
+
 INSTANTIATE_TEST_SUITE_P(crew_server, every_policy, testing::Values("round_robin", "shared", "reuseport"),
                          [](const auto& param) { return param.param; });
 

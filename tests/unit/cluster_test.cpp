@@ -202,6 +202,49 @@ TEST(cluster, a_killed_worker_is_replaced_and_a_crash_loop_stops) {
   EXPECT_NE(listened[0], listened[1]);
 }
 
+// A reload whose replacement dies before listening (a broken build on disk)
+// fails with ESRCH; the replacement is not restarted, and the old worker
+// keeps serving alone.
+TEST(cluster, a_replacement_that_never_listens_fails_the_reload_and_the_old_worker_serves_on) {
+  crew::loop loop;
+  std::string marker = testing::TempDir() + "/crew-cluster-once-" + std::to_string(getpid());
+  std::remove(marker.c_str());
+  primary p({.exec = CREW_FIXTURE,
+             .args = {"cluster-http-once", marker},
+             .restart = {.enabled = true, .first_delay = 1ms, .max_delay = 4ms, .max_restarts = 3}},
+            loop);
+  std::error_code reload_error;
+  std::vector<int> exit_codes;
+  bool crash_loop = false;
+  std::string answer;
+  int old_pid = 0;
+  std::thread client_thread;
+  p.on_listening([&](worker_process& w, const crew::cluster::address& at) {
+    old_pid = w.pid();
+    p.reload([&, port = at.port](std::error_code ec) {
+      reload_error = ec;
+      // Let the restart policy act if it would, then ask the old worker.
+      auto later = std::make_shared<crew::timer>(loop);
+      later->start(50ms, {}, [&, port, later] {
+        client_thread = std::thread([&, port] {
+          answer = client(port).get();
+          loop.post([&] { p.shutdown(); });
+        });
+      });
+    });
+  });
+  p.on_exit([&](worker_process&, crew::exit_status s) { exit_codes.push_back(s.code); });
+  p.on_crash_loop([&] { crash_loop = true; });
+  p.fork();
+  crew::test::run_within(loop, 30s);
+  if (client_thread.joinable()) client_thread.join();
+  std::remove(marker.c_str());
+  EXPECT_EQ(reload_error, std::errc::no_such_process);
+  EXPECT_EQ(answer, std::to_string(old_pid));
+  EXPECT_FALSE(crash_loop);
+  EXPECT_EQ(exit_codes, (std::vector<int>{4, 0}));  // the replacement, then the old worker at shutdown
+}
+
 // Two clients (keep-alive, as wrk) run while the primary reloads both workers:
 // no request fails, and once the reload is done only new workers answer.
 TEST(cluster, a_rolling_reload_under_load_fails_no_request) {
