@@ -66,6 +66,17 @@ int channel_fd_from_environment() {
 }
 [[maybe_unused]] const int channel_fd_at_start = channel_fd_from_environment();
 
+// Whether fd can be a channel: a connected Unix stream socket. Anything else
+// (closed, a file, a TCP, UDP or listening socket) means no channel, as a
+// NODE_CHANNEL_FD that Node cannot open gives a process without one.
+bool usable_channel(int fd) {
+  int domain = 0, type = 0, listening = 1;
+  socklen_t length = sizeof(int);
+  return getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &length) == 0 && domain == AF_UNIX &&
+         getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &length) == 0 && type == SOCK_STREAM &&
+         getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &length) == 0 && listening == 0;
+}
+
 }  // namespace
 
 namespace detail {
@@ -581,7 +592,7 @@ ipc_channel* parent_channel() {
   // then on there is none. The object itself is a static with nothing to free.
   static ipc_channel channel = [] {
     int fd = channel_fd_from_environment();
-    if (fd < 0) return ipc_channel();
+    if (fd < 0 || !usable_channel(fd)) return ipc_channel();
     // Not for the programs this one starts without crew (crew's spawn closes it anyway).
     fcntl(fd, F_SETFD, FD_CLOEXEC);
     ipc_channel c(loop::current(), fd);

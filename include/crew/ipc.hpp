@@ -142,7 +142,7 @@ class ipc_channel : private detail::handle_owner {
 /// The channel to this process's parent, when the parent started it with one
 /// (NODE_CHANNEL_FD in the environment, which crew removes at start-up, with
 /// NODE_CHANNEL_SERIALIZATION_MODE, so grandchildren do not inherit it). Null
-/// otherwise. Made on the calling thread's loop at the first call, and owned by
+/// otherwise, and when NODE_CHANNEL_FD names no connected Unix stream socket. Made on the calling thread's loop at the first call, and owned by
 /// that loop: it closes when the loop is destroyed, and from then on this
 /// returns null. Call it from the main thread. Like Node's process.channel:
 /// unreferenced (the process may exit) until a message callback is set.

@@ -475,4 +475,14 @@ TEST(ipc, the_channel_variables_are_gone_from_a_crew_childs_environment) {
 
 TEST(ipc, a_child_without_a_channel_has_no_parent_channel) { EXPECT_EQ(crew::parent_channel(), nullptr); }
 
+// A NODE_CHANNEL_FD that names no Unix stream socket (no such descriptor, a
+// pipe, not a number) gives a process without a channel, not a crash.
+TEST(ipc, a_bad_node_channel_fd_gives_no_channel) {
+  for (const char* fd : {"99999", "0", "2", "-1", "seven"}) {
+    crew::spawn_sync_result r = crew::spawn_sync(CREW_FIXTURE, {"channel"}, {.extra_env = {{"NODE_CHANNEL_FD", fd}}});
+    EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << fd << ": " << r.err;
+    EXPECT_EQ(r.out, "none\n") << fd;
+  }
+}
+
 }  // namespace
