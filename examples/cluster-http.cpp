@@ -26,8 +26,8 @@ int main(int argc, char** argv) {
     std::optional<crew::cluster::policy> policy = crew::cluster::policy::round_robin;
     for (int i = 1; i + 1 < argc; ++i)
       if (std::strcmp(argv[i], "--policy") == 0) policy = crew::cluster::policy_named(argv[i + 1]);
-    if (!policy) {
-      std::fprintf(stderr, "--policy: round_robin, shared or reuseport\n");
+    if (!policy || workers < 1 || !examples::only(argc, argv, {"--port", "--workers", "--policy"})) {
+      std::fprintf(stderr, "usage: cluster-http [--port P] [--workers N] [--policy round_robin|shared|reuseport]\n");
       return 2;
     }
     std::vector<std::string> args(argv + 1, argv + argc);

@@ -34,7 +34,11 @@ int serve(int port) {
     crew::tcp::socket& c = clients.emplace_back(std::move(s));
     auto at = std::prev(clients.end());
     c.write(greeting);
-    c.on_data([&c](std::string_view bytes) { c.write(bytes); });
+    // Back-pressure: a client that sends without reading is not read until it reads.
+    c.on_data([&c](std::string_view bytes) {
+      if (!c.write(bytes)) c.pause();
+    });
+    c.on_drain([&c] { c.resume(); });
     c.on_close([&clients, at] { clients.erase(at); });  // a socket may be destroyed in its own callback
   });
   // A graceful close waits for every connection: end our side of each, and
@@ -65,7 +69,7 @@ int main(int argc, char** argv) {
   std::optional<crew::cluster::policy> policy = crew::cluster::policy::round_robin;
   for (int i = 1; i + 1 < argc; ++i)
     if (std::strcmp(argv[i], "--policy") == 0) policy = crew::cluster::policy_named(argv[i + 1]);
-  if (!policy || workers < 1) {
+  if (!policy || workers < 1 || !examples::only(argc, argv, {"--port", "--workers", "--policy"})) {
     std::fprintf(stderr, "usage: cluster-tcp-echo [--port P] [--workers N] [--policy round_robin|shared|reuseport]\n");
     return 2;
   }

@@ -5,7 +5,10 @@
 //   crew::tcp::server echo([&](crew::tcp::socket s) {
 //     crew::tcp::socket& c = clients.emplace_back(std::move(s));
 //     auto at = std::prev(clients.end());
-//     c.on_data([&c](std::string_view bytes) { c.write(bytes); });
+//     c.on_data([&c](std::string_view bytes) {
+//       if (!c.write(bytes)) c.pause();                      // back-pressure: read again
+//     });                                                    // once the client has read
+//     c.on_drain([&c] { c.resume(); });
 //     c.on_close([&clients, at] { clients.erase(at); });  // a socket may be destroyed in its own callback
 //   });
 //   crew::result<int> port = echo.listen(7000);            // 127.0.0.1 by default
