@@ -9,9 +9,6 @@
 namespace crew::http {
 namespace detail {
 
-namespace {
-
-// RFC 9110 5.6.2: tchar.
 bool token(std::string_view name) noexcept {
   if (name.empty()) return false;
   for (char c : name) {
@@ -20,6 +17,8 @@ bool token(std::string_view name) noexcept {
   }
   return true;
 }
+
+namespace {
 
 // RFC 9110 5.5: no control character but horizontal tab (so no CR, LF, NUL).
 bool field_value(std::string_view value) noexcept {

@@ -200,6 +200,8 @@ struct server_state final : crew::detail::handle_state {
 
 /// The parser's callbacks (http_parser.cpp).
 extern const llhttp_settings_t parser_settings;
+/// Whether name is an RFC 9110 token (a header field name), in http_response.cpp.
+bool token(std::string_view name) noexcept;
 
 /// Whether `name` (any case) equals `lower` (lower case).
 bool iequals(std::string_view name, std::string_view lower) noexcept;

@@ -670,6 +670,23 @@ TEST(http, http_1_1_without_host_or_with_two_is_400) {
   EXPECT_EQ(two.rfind("HTTP/1.1 400 ", 0), 0u) << two;
 }
 
+// A header name that is not a token ("Content Length", with a space) is 400,
+// as in Node 20, not a header that is silently something else.
+TEST(http, a_header_name_that_is_not_a_token_is_400) {
+  crew::loop loop;
+  server s(echo_routes());
+  int port = s.listen(0).value();
+  std::string spaced, length, good;
+  with_client(loop, [&] {
+    spaced = exchange_once(port, "GET / HTTP/1.1\r\nHost: x\r\nX Y: z\r\n\r\n");
+    length = exchange_once(port, "POST / HTTP/1.1\r\nHost: x\r\nContent Length: 5\r\n\r\nhello");
+    good = exchange_once(port, "GET / HTTP/1.1\r\nHost: x\r\nX-Y!#$%&'*+.^_`|~: z\r\nConnection: close\r\n\r\n");
+  });
+  EXPECT_EQ(spaced.rfind("HTTP/1.1 400 ", 0), 0u) << spaced;
+  EXPECT_EQ(length.rfind("HTTP/1.1 400 ", 0), 0u) << length;
+  EXPECT_EQ(good.rfind("HTTP/1.1 200 ", 0), 0u) << good;
+}
+
 // Issue 11: set_header("X-Test", "a\r\nSet-Cookie: x") put a Set-Cookie line on the wire.
 TEST(http, nothing_but_http_reaches_the_wire_through_status_headers_or_content_type) {
   crew::loop loop;
