@@ -139,7 +139,12 @@ class child_process : private detail::handle_owner {
   pid_t pid() const noexcept;
 
   /// The child's stdin (write to it), stdout and stderr (read them); closed
-  /// streams when that fd was not a pipe.
+  /// streams when that fd was not a pipe. Output is read from the start and
+  /// kept until on_data is set, so a late reader loses nothing: up to
+  /// stream::high_water_mark while the child runs (then the child blocks on
+  /// the full pipe, as in Node; use stdio::ignore() for output nobody reads),
+  /// and, once it has exited, the rest of what it left in the pipe, so that
+  /// the close event comes.
   stream& in() noexcept { return stdio(0); }
   stream& out() noexcept { return stdio(1); }
   stream& err() noexcept { return stdio(2); }
@@ -190,6 +195,7 @@ class child_process : private detail::handle_owner {
   struct state;
   void adopt_pipe(std::size_t index, int fd);
   void adopt_channel(int fd, ipc_options limits);
+  void take_the_rest_of_the_output() noexcept;
   friend child_process spawn(std::string, std::vector<std::string>, process_options, loop&);
   std::vector<stream> stdio_;
   stream no_pipe_;  // always closed
