@@ -433,10 +433,19 @@ child_process spawn(std::string command, std::vector<std::string> args, process_
 
   if (failure) {
     // Node: error, then close, on the loop and never inside spawn; no exit
-    // event. For ENOENT the pipes are set up anyway; an EMFILE failure has none.
+    // event. A channel that was set up is kept, as Node keeps it: it reads the
+    // end of the stream (the child's end is closed with `fds`), and its
+    // disconnect event comes between error and close, so that whoever waits
+    // on the channel hears of the failure too.
     s->spawn_error = failure;
     uv_timer_init(l.native(), &s->handle.timer);
     result.adopt(s);
+    if (fds.channel_index >= 0) {
+      int fd = fds.parent_ends[static_cast<std::size_t>(fds.channel_index)];
+      std::erase(fds.to_close, fd);
+      s->pipes_see = std::make_shared<child_process::state*>(s);
+      result.adopt_channel(fd, options.ipc);
+    }
     uv_timer_start(&s->handle.timer, [](uv_timer_t* t) {
       auto* st = static_cast<child_process::state*>(t->data);
       if (st->error_event && st->attached()) st->loop.invoke(st->error_event, st->spawn_error);
