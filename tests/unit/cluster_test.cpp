@@ -611,7 +611,7 @@ TEST_P(every_policy, shutdown_answers_the_connections_waiting_in_the_ports_queue
       EXPECT_TRUE(connections->back().send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
     }
     p.shutdown([&] { finished = true; });
-    reader = std::thread([&answers, connections, count] {
+    reader = std::thread([&answers, connections] {
       for (int i = 0; i < count; ++i) answers[i] = (*connections)[i].answer().body;
     });
   });
