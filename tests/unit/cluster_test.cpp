@@ -594,7 +594,7 @@ TEST_P(every_policy, a_plain_tcp_server_that_moves_is_shared_and_counts_its_conn
 TEST_P(every_policy, shutdown_answers_the_connections_waiting_in_the_ports_queue) {
   crew::loop loop;
   primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .scheduling = GetParam()}, loop);
-  constexpr int count = 10;
+  static constexpr int count = 10;
   std::vector<std::string> answers(count);
   std::thread reader;
   bool finished = false;
