@@ -30,9 +30,8 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "usage: cluster-http [--port P] [--workers N] [--policy round_robin|shared|reuseport]\n");
       return 2;
     }
-    std::vector<std::string> args(argv + 1, argv + argc);
     crew::cluster::primary primary(
-        {.exec = crew::cluster::exec_path(), .args = args, .scheduling = *policy, .restart = {.enabled = true}});
+        {.exec = crew::cluster::exec_path(), .scheduling = *policy, .restart = {.enabled = true}});
     std::printf("Primary %d is running\n", getpid());
     primary.on_listening([](crew::cluster::worker_process& w, const crew::cluster::address& at) {
       std::printf("worker %d (pid %d) listening on %s:%d\n", w.id(), w.pid(), at.host.c_str(), at.port);

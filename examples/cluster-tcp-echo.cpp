@@ -73,9 +73,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: cluster-tcp-echo [--port P] [--workers N] [--policy round_robin|shared|reuseport]\n");
     return 2;
   }
-  crew::cluster::primary primary({.exec = crew::cluster::exec_path(),
-                                  .args = std::vector<std::string>(argv + 1, argv + argc),
-                                  .scheduling = *policy});
+  crew::cluster::primary primary({.exec = crew::cluster::exec_path(), .scheduling = *policy});
   long listening = 0;
   primary.on_listening([&](crew::cluster::worker_process&, const crew::cluster::address& at) {
     if (++listening != workers) return;

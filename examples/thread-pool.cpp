@@ -56,7 +56,7 @@ int main(int argc, char** argv) {
 
   std::printf("hashing %zu files on libuv's thread pool (UV_THREADPOOL_SIZE, default 4 threads)\n", files.size());
   for (const std::string& path : files) {
-    (void)crew::queue_work([path] { return read_and_hash(path); },
+    crew::queue_work([path] { return read_and_hash(path); },
                            [&, path](crew::result<crew::result<digest>> done) {
                              callbacks_on_main_thread &= std::this_thread::get_id() == main_thread;
                              const crew::result<digest>& d = done.value();

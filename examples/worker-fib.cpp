@@ -30,7 +30,7 @@ int main() {
     workers.emplace_back(
         [] {
           long n = crew::worker_data().value()["data"].get<long>();
-          (void)crew::parent_port()->post_message(fibonacci(n));
+          crew::parent_port()->post_message(fibonacci(n));
         },
         crew::worker_options{.data = json{{"data", inputs[i]}}});
     crew::worker& w = workers.back();

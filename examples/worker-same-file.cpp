@@ -27,7 +27,7 @@ void program() {
   if (crew::is_main_thread()) {
     worker.emplace(program);
     using json = crew::message::value_type;
-    (void)worker->post_message(json{{"numbers", {1, 2, 3, 4, 5}}});
+    worker->post_message(json{{"numbers", {1, 2, 3, 4, 5}}});
     worker->on_message([](crew::message result) {
       std::printf("Result from worker: %d\n", result.get<int>());
       worker->terminate();
@@ -37,7 +37,7 @@ void program() {
     crew::parent_port()->on_message([](crew::message m) {
       int sum = 0;
       for (int n : m.value()["numbers"].get<std::vector<int>>()) sum += n * n;
-      (void)crew::parent_port()->post_message(sum);
+      crew::parent_port()->post_message(sum);
     });
   }
 }

@@ -18,7 +18,7 @@ int main() {
   crew::worker worker([] {
     std::int64_t sum = 0;
     for (std::int64_t i = 0; i < 1'000'000'000; ++i) sum += i;
-    (void)crew::parent_port()->post_message(sum);
+    crew::parent_port()->post_message(sum);
   });
 
   worker.on_message([](crew::message result) { std::printf("Sum: %lld\n", result.get<long long>()); });

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
           if (is_prime(n)) ++count;
           reached.store(n, std::memory_order_relaxed);
         }
-        (void)crew::parent_port()->post_message(count);
+        crew::parent_port()->post_message(count);
       },
       {.data = limit, .name = "primes"});
 

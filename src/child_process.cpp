@@ -82,6 +82,10 @@ struct child_process::state final : detail::handle_state {
     timeout.reset();
     stop.reset();
     if (!leads_group) escalation.reset();  // a group may outlive its leader
+    // As Node's flushStdio: output nobody reads is pulled through, so that its
+    // end, and the close event, can come. Unlike Node, crew keeps it for a
+    // later reader: what the dead child left in the pipe is bounded by the pipe.
+    if (auto* o = owner_object()) o->take_the_rest_of_the_output();
     // One-shot events are moved out while they run: they may destroy the child
     // object, or (as exec does) hold the last reference to what owns it.
     exit_callback on_exit = std::move(exit_event);
@@ -306,10 +310,21 @@ void child_process::adopt_pipe(std::size_t index, int fd) {
   if (index == 0) return;
   ++s->open_pipes;
   auto* pipe = stdio_[index].state_as<detail::stream_state>();
-  pipe->closed_hook = [see = s->pipes_see] {
+  // Counted once read to its end: bytes kept for a late reader do not hold
+  // the close event back.
+  pipe->ended_hook = [see = s->pipes_see] {
     if (*see) (*see)->pipe_closed();
   };
   pipe->start_reading();
+}
+
+void child_process::take_the_rest_of_the_output() noexcept {
+  for (std::size_t i = 1; i < stdio_.size(); ++i) {
+    auto* pipe = stdio_[i].state_as<detail::stream_state>();
+    if (!pipe || pipe->data) continue;
+    pipe->read_limit = stream::high_water_mark + static_cast<std::size_t>(pipe_size);
+    pipe->start_reading();
+  }
 }
 
 void child_process::adopt_channel(int fd, ipc_options limits) {
@@ -418,10 +433,19 @@ child_process spawn(std::string command, std::vector<std::string> args, process_
 
   if (failure) {
     // Node: error, then close, on the loop and never inside spawn; no exit
-    // event. For ENOENT the pipes are set up anyway; an EMFILE failure has none.
+    // event. A channel that was set up is kept, as Node keeps it: it reads the
+    // end of the stream (the child's end is closed with `fds`), and its
+    // disconnect event comes between error and close, so that whoever waits
+    // on the channel hears of the failure too.
     s->spawn_error = failure;
     uv_timer_init(l.native(), &s->handle.timer);
     result.adopt(s);
+    if (fds.channel_index >= 0) {
+      int fd = fds.parent_ends[static_cast<std::size_t>(fds.channel_index)];
+      std::erase(fds.to_close, fd);
+      s->pipes_see = std::make_shared<child_process::state*>(s);
+      result.adopt_channel(fd, options.ipc);
+    }
     uv_timer_start(&s->handle.timer, [](uv_timer_t* t) {
       auto* st = static_cast<child_process::state*>(t->data);
       if (st->error_event && st->attached()) st->loop.invoke(st->error_event, st->spawn_error);

@@ -12,6 +12,7 @@
 #include <climits>
 #include <csignal>
 #include <cstdlib>
+#include <fstream>
 
 #include "crew/cluster.hpp"
 #include "crew/ipc.hpp"
@@ -342,6 +343,14 @@ std::string exec_path() {
   constexpr std::string_view deleted = " (deleted)";
   if (text.ends_with(deleted)) text.resize(text.size() - deleted.size());
   return text;
+}
+
+std::vector<std::string> arguments() {
+  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> all;
+  for (std::string each; std::getline(cmdline, each, '\0');) all.push_back(std::move(each));
+  if (!all.empty()) all.erase(all.begin());  // the program's own name
+  return all;
 }
 
 void listen(tcp::server& server, int port, unique_function<void(result<int>)> done, const std::string& host) {

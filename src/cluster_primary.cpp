@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <fstream>
@@ -96,6 +97,7 @@ struct primary_state final : crew::detail::handle_state {
 
   // Ports and hand-offs.
   void query_server(worker_process& w, const control& request);
+  void listen_failed(worker_process& w, const control& request, std::error_code ec);
   worker_process* pick(listener& l, const std::vector<int>& refused, bool handed_back);
   void dispatch(listener& l, int fd, bool fresh, std::vector<int> refused = {});
   void handoff_sent(long seq, std::error_code ec);
@@ -134,6 +136,7 @@ struct primary_state final : crew::detail::handle_state {
   unique_function<void(worker_process&, message)> message_event;
   unique_function<void(worker_process&, exit_status)> exit_event;
   unique_function<void()> crash_loop_event;
+  unique_function<void(worker_process&, const address&, std::error_code)> listen_error_event;
 
   int crashes_in_a_row = 0;
   std::list<timer> restarts;
@@ -252,6 +255,7 @@ void primary_state::on_closing() noexcept {
   message_event = {};
   exit_event = {};
   crash_loop_event = {};
+  listen_error_event = {};
   // Completions still run, on a later turn: the primary is gone, so a reload
   // is cancelled, and a shutdown or disconnect is over (its workers terminated).
   if (reload_done) loop.post([done = std::move(reload_done)]() mutable { done(uv_error(UV_ECANCELED)); });
@@ -364,7 +368,7 @@ void primary_state::worker_exited(int id, exit_status status) {
   std::unique_ptr<worker_process> gone = std::move(it->second);
   workers.erase(it);
   take_back_all(id);
-  bool expected = gone->exited_after_disconnect_;
+  bool expected = gone->exited_after_disconnect_ || gone->listen_failed_;
   auto lived = std::chrono::steady_clock::now() - gone->started_;
   fire(&primary_state::exit_event, *gone, status);
   if (closing) return;
@@ -427,6 +431,24 @@ void primary_state::query_server(worker_process& w, const control& request) {
   // Each worker gets its own copy of a shared listening socket.
   if (reply.error == 0 && reply.scheduling == policy::shared) m.fds().push_back(it->second->fd);
   w.process_.send(std::move(m));
+  if (reply.error != 0 && reply.error != UV_ECANCELED) listen_failed(w, request, uv_error(reply.error));
+}
+
+// A port the primary cannot have is no crash to retry: the worker is not
+// restarted, and without a listen_error handler the program ends, as an
+// unhandled 'error' event ends a Node program.
+void primary_state::listen_failed(worker_process& w, const control& request, std::error_code ec) {
+  w.listen_failed_ = true;
+  address at{request.address, request.port, request.address_type};
+  if (listen_error_event) return fire(&primary_state::listen_error_event, w, at, ec);
+  if (shutting_down) return;
+  std::string host = at.host.empty() ? "*" : at.family == 6 ? "[" + at.host + "]" : at.host;
+  std::fprintf(stderr, "cluster: cannot listen on %s:%d: %s (%s)\n", host.c_str(), at.port, error_name(ec).c_str(),
+               ec.message().c_str());
+  shutdown([] {
+    std::fflush(nullptr);
+    std::exit(1);
+  });
 }
 
 // The next worker in turn that serves the port and has not refused the
@@ -557,7 +579,7 @@ void primary_state::stop(worker_process& w) {
   w.stopping_ = true;
   w.exited_after_disconnect_ = true;
   w.kill_timer_.emplace(loop);
-  w.kill_timer_->start(config.process.kill_timeout, {}, [&w] { (void)w.kill(SIGKILL); });
+  w.kill_timer_->start(config.process.kill_timeout, {}, [&w] { w.kill(SIGKILL); });
   send_due_disconnects();
 }
 
@@ -751,6 +773,9 @@ void primary::on_exit(unique_function<void(worker_process&, exit_status)> fn) {
 }
 void primary::on_crash_loop(unique_function<void()> fn) {
   if (auto* s = state()) s->crash_loop_event = std::move(fn);
+}
+void primary::on_listen_error(unique_function<void(worker_process&, const address&, std::error_code)> fn) {
+  if (auto* s = state()) s->listen_error_event = std::move(fn);
 }
 
 const std::map<int, std::unique_ptr<worker_process>>& primary::workers() const noexcept {

@@ -24,7 +24,7 @@ struct exec_run {
     if (result.error) return;
     result.error = why;
     result.killed = true;
-    (void)child.terminate();  // ESRCH: the group is gone already
+    child.terminate();  // ESRCH: the group is gone already
   }
 
   void collect(std::string& into, std::string_view chunk) {

@@ -2,7 +2,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
+#include <string>
 
 #include "crew/error.hpp"
 #include "detail/stream_state.hpp"
@@ -24,26 +26,35 @@ struct write_request {
 void on_alloc(uv_handle_t* handle, std::size_t, uv_buf_t* out) {
   auto* s = static_cast<stream_state*>(handle->data);
   if (!s->read_buffer) s->read_buffer = std::make_unique<char[]>(read_chunk);
-  *out = uv_buf_init(s->read_buffer.get(), read_chunk);
+  // Without a reader, no read takes `unread` past its limit (reading stops at
+  // the limit, so the room left is never 0 here).
+  std::size_t room = s->flowing() ? read_chunk : std::min(read_chunk, s->read_limit - s->unread.size());
+  *out = uv_buf_init(s->read_buffer.get(), static_cast<unsigned>(room));
 }
 
 void on_read(uv_stream_t* handle, ssize_t nread, const uv_buf_t* buf) {
   auto* s = static_cast<stream_state*>(handle->data);
   if (nread > 0) {
-    if (s->data) s->loop.invoke(s->data, std::string_view(buf->base, static_cast<std::size_t>(nread)));
+    std::string_view chunk(buf->base, static_cast<std::size_t>(nread));
+    if (s->flowing()) {
+      if (s->data) s->loop.invoke(s->data, chunk);
+      return;
+    }
+    // Nobody takes it now: kept for the reader, and past the limit the pipe
+    // or socket buffer holds the rest (back-pressure to the writer).
+    s->unread += chunk;
+    if (s->unread.size() >= s->read_limit) s->stop_reading();
     return;
   }
   if (nread == 0) return;  // EAGAIN: nothing this time
-  uv_read_stop(handle);
-  s->read_started = false;
+  s->stop_reading();
   if (nread != UV_EOF) return s->fail(uv_error(static_cast<int>(nread)));
   s->read_ended = true;
-  if (s->end_event) s->loop.invoke(s->end_event);
-  if (s->closing) return;
-  if (s->write_ended || !s->writable)
-    s->finish();
-  else if (!s->allow_half_open)
-    s->end();  // as Node's sockets without allowHalfOpen: our side ends too
+  if (s->unread.empty())
+    s->deliver_end();
+  else
+    s->end_pending = true;
+  s->reading_over();
 }
 
 void on_written(uv_write_t* req, int status) {
@@ -83,15 +94,60 @@ void stream_state::fail_later(std::error_code ec) {
 
 void stream_state::on_closing() noexcept {
   if (closed_hook) closed_hook();
+  reading_over();
+}
+
+void stream_state::reading_over() noexcept {
+  if (!ended_hook) return;
+  unique_function<void()> hook = std::move(ended_hook);
+  hook();
 }
 
 void stream_state::start_reading() noexcept {
   reading = true;
-  if (closing || read_ended || paused || read_started) return;
+  if (closing || read_ended || paused || read_started || unread.size() >= read_limit) return;
   if (int rc = uv_read_start(uv_stream(), on_alloc, on_read))
     fail_later(uv_error(rc));
   else
     read_started = true;
+}
+
+void stream_state::stop_reading() noexcept {
+  if (!read_started) return;
+  uv_read_stop(uv_stream());
+  read_started = false;
+}
+
+void stream_state::schedule_flush() {
+  if (flush_scheduled || closing || (unread.empty() && !end_pending)) return;
+  flush_scheduled = true;
+  defer([this] { flush(); });
+}
+
+void stream_state::flush() {
+  flush_scheduled = false;
+  if (closing || paused || (!data && !dropping)) return;
+  if (!unread.empty()) {
+    std::string chunk = std::move(unread);
+    unread.clear();
+    if (data) loop.invoke(data, std::string_view(chunk));
+    if (closing || paused) return;
+  }
+  if (end_pending) {
+    end_pending = false;
+    deliver_end();
+  } else {
+    start_reading();  // it stopped at the limit
+  }
+}
+
+void stream_state::deliver_end() noexcept {
+  if (end_event) loop.invoke(end_event);
+  if (closing) return;
+  if (write_ended || !writable)
+    finish();
+  else if (!allow_half_open)
+    end();  // as Node's sockets without allowHalfOpen: our side ends too
 }
 
 void stream_state::end() noexcept {
@@ -133,6 +189,9 @@ stream_state* stream::state() const noexcept { return state_as<stream_state>(); 
 void stream::on_data(data_callback fn) {
   if (auto* s = state()) {
     s->data = std::move(fn);
+    if (!s->data) return;
+    s->dropping = false;
+    s->schedule_flush();
     s->start_reading();
   }
 }
@@ -156,15 +215,17 @@ void stream::on_close(event_callback fn) {
 void stream::pause() noexcept {
   if (auto* s = state()) {
     s->paused = true;
-    s->read_started = false;
-    uv_read_stop(s->uv_stream());
+    s->dropping = false;
+    s->stop_reading();
   }
 }
 
 void stream::resume() noexcept {
   if (auto* s = state()) {
     s->paused = false;
-    if (s->reading) s->start_reading();
+    s->dropping = !s->data;
+    s->schedule_flush();
+    if (s->reading || s->dropping) s->start_reading();
   }
 }
 
@@ -215,6 +276,11 @@ bool stream::write(buffer bytes, error_callback done) {
 
 void stream::end() {
   if (auto* s = state()) s->end();
+}
+
+std::size_t stream::readable_length() const noexcept {
+  auto* s = state();
+  return s ? s->unread.size() : 0;
 }
 
 std::size_t stream::buffered() const noexcept {

@@ -23,9 +23,8 @@
 
 namespace {
 
-int run_primary(const crew_server::options& o, int argc, char** argv) {
+int run_primary(const crew_server::options& o) {
   crew::cluster::primary primary({.exec = crew::cluster::exec_path(),
-                                  .args = std::vector<std::string>(argv + 1, argv + argc),
                                   .scheduling = o.policy,
                                   .restart = {.enabled = true}});
   int exit_code = 0;
@@ -42,18 +41,10 @@ int run_primary(const crew_server::options& o, int argc, char** argv) {
     std::fprintf(stderr, "crew-server: worker %d (pid %d) died (code %d, signal %d); restarting it\n", w.id(), w.pid(),
                  s.code, s.signal);
   });
-  // Workers ask for /metrics' figures; a worker that cannot listen tells why,
-  // which stops everything.
+  // Workers ask for /metrics' figures. A port that cannot be had ends the
+  // program with code 1 and says why (the primary's default).
   primary.on_message([&](crew::cluster::worker_process& w, crew::message m) {
-    const auto& v = m.value();
-    if (crew_server::answer_metrics(primary, w, v)) return;
-    if (v.is_object() && v.contains("listen_error")) {
-      if (exit_code == 0)
-        std::fprintf(stderr, "crew-server: cannot listen on %s:%d: %s\n", o.host.c_str(), o.port,
-                     v["listen_error"].get<std::string>().c_str());
-      exit_code = 1;
-      primary.shutdown();
-    }
+    crew_server::answer_metrics(primary, w, m.value());
   });
   primary.on_crash_loop([&] {
     std::fprintf(stderr, "crew-server: the workers keep crashing; stopping\n");
@@ -72,13 +63,7 @@ int run_worker(const crew_server::options& o) {
   crew::cluster::listen(
       server, o.port,
       [](crew::result<int> port) {
-        // ECANCELED: the cluster is shutting down (another worker failed).
-        if (port || port.error() == std::errc::operation_canceled) return;
-        crew::ipc_channel* primary = crew::parent_channel();
-        std::string why = crew::error_name(port.error()) + " (" + port.error().message() + ")";
-        if (!primary || !primary->send(crew::message::value_type{{"listen_error", why}}))
-          std::fprintf(stderr, "crew-server: cannot listen: %s\n", why.c_str());
-        crew::cluster::disconnect();
+        if (!port) crew::cluster::disconnect();  // the primary tells why, and stops
       },
       o.host);
   crew::cluster::handle_signals();
@@ -92,5 +77,5 @@ int main(int argc, char** argv) {
   bool help = false;
   std::optional<crew_server::options> o = crew_server::parse(argc, argv, help);
   if (!o) return help ? 0 : 2;
-  return crew::cluster::is_primary() ? run_primary(*o, argc, argv) : run_worker(*o);
+  return crew::cluster::is_primary() ? run_primary(*o) : run_worker(*o);
 }

@@ -159,7 +159,7 @@ void services::convert(crew::http::request& req, crew::http::response& res) {
   child.out().on_data([o, &child](std::string_view chunk) {
     if (o->out.size() + chunk.size() > max_converted) {
       o->too_big = true;
-      (void)child.kill(SIGKILL);  // ESRCH: it has exited already
+      child.kill(SIGKILL);  // ESRCH: it has exited already
       return;
     }
     o->out += chunk;

@@ -88,7 +88,7 @@ int cluster_http(const options& opts) {
         if (std::regex_match(line, figure)) std::printf("%s\n", line.c_str());
       if (status.code != 0) std::fprintf(stderr, "crew-bench: wrk failed (code %d)\n", status.code);
       killed = clock::now();
-      (void)primary.workers().begin()->second->kill(SIGKILL);  // a live worker: nothing to report
+      primary.workers().begin()->second->kill(SIGKILL);  // a live worker: nothing to report
     });
   });
   for (long i = 0; i < workers; ++i) primary.fork();

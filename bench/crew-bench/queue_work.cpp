@@ -16,7 +16,7 @@ int queue_work(const options& opts) {
 
   std::function<void()> submit = [&] {
     std::uint64_t seed = static_cast<std::uint64_t>(submitted++);
-    (void)crew::queue_work(
+    crew::queue_work(
         [seed] { return static_cast<std::uint64_t>(seed * 0x9E3779B97F4A7C15ULL ^ (seed >> 7)); },
         [&](crew::result<std::uint64_t> r) {
           checksum ^= r.value();

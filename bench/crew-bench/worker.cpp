@@ -25,7 +25,7 @@ double startup_ms(int workers) {
 
 // The worker answers each {"ping": n} with the same message.
 void echo() {
-  parent_port()->on_message([](message m) { (void)parent_port()->post_message(std::move(m)); });
+  parent_port()->on_message([](message m) { parent_port()->post_message(std::move(m)); });
 }
 
 double roundtrip_us(long count, std::chrono::microseconds spin) {
@@ -39,7 +39,7 @@ double roundtrip_us(long count, std::chrono::microseconds spin) {
     us = seconds_since(start) / count * 1e6;
     w.terminate();
   });
-  (void)w.post_message(json{{"ping", remaining}});
+  w.post_message(json{{"ping", remaining}});
   loop.run();
   return us;
 }
@@ -52,7 +52,7 @@ double one_way_rate(long count) {
         long expected = worker_data().get<long>();
         auto received = std::make_shared<long>(0);
         parent_port()->on_message([expected, received](message) {
-          if (++*received == expected) (void)parent_port()->post_message(*received);
+          if (++*received == expected) parent_port()->post_message(*received);
         });
       },
       {.data = count});
@@ -63,7 +63,7 @@ double one_way_rate(long count) {
     for (long i = 0; i < count; ++i) {
       json item;  // {"i": i}, Node's { i }; operator[] builds it twice as fast as json{{"i", i}}
       item["i"] = i;
-      (void)w.post_message(std::move(item));
+      w.post_message(std::move(item));
     }
   });
   w.on_message([&](message) {

@@ -33,8 +33,9 @@ class broadcast_channel {
 
   /// Sends a copy of m to every other open channel of the same name, on any
   /// thread. Errors: ERR_CLOSED_MESSAGE_PORT after close(); DataCloneError for
-  /// a message with ports (they cannot be copied).
-  [[nodiscard]] std::error_code post_message(const message& m);
+  /// a message with ports (they cannot be copied). Like Node's postMessage,
+  /// which returns nothing, a call may ignore the result.
+  std::error_code post_message(const message& m);
 
   /// Calls fn with each message posted by the other channels of this name.
   void on_message(message_port::message_callback fn) { port_.on_message(std::move(fn)); }

@@ -98,7 +98,8 @@ struct exit_status {
 /// close(): spawn (started), exit (the process ended), close (it ended and
 /// every output pipe and the channel closed: the last event), each at most
 /// once. A failed spawn gives error, then close with code = the negative error
-/// number, and no spawn or exit, as in Node. A callback may destroy or close its
+/// number, and no spawn or exit, as in Node; with an IPC channel (fork()) the
+/// channel's disconnect comes between them (Node emits it after close). A callback may destroy or close its
 /// own child_process; no event of it runs afterwards.
 ///
 /// Children are always reaped (docs/reaping.md): closing or destroying the
@@ -139,7 +140,12 @@ class child_process : private detail::handle_owner {
   pid_t pid() const noexcept;
 
   /// The child's stdin (write to it), stdout and stderr (read them); closed
-  /// streams when that fd was not a pipe.
+  /// streams when that fd was not a pipe. Output is read from the start and
+  /// kept until on_data is set, so a late reader loses nothing: up to
+  /// stream::high_water_mark while the child runs (then the child blocks on
+  /// the full pipe, as in Node; use stdio::ignore() for output nobody reads),
+  /// and, once it has exited, the rest of what it left in the pipe, so that
+  /// the close event comes.
   stream& in() noexcept { return stdio(0); }
   stream& out() noexcept { return stdio(1); }
   stream& err() noexcept { return stdio(2); }
@@ -166,19 +172,21 @@ class child_process : private detail::handle_owner {
   /// Sends `signal` (0 only checks that the process exists) through the pidfd,
   /// so never to a recycled pid. Errors: EINVAL for a bad signal number, ESRCH
   /// when the process is gone (exited, failed to spawn, or closed), EPERM.
-  [[nodiscard]] std::error_code kill(int signal = SIGTERM);
+  /// As with Node's child.kill(), a call may ignore the result (ESRCH is the
+  /// usual one: the child exited first).
+  std::error_code kill(int signal = SIGTERM);
 
   /// Sends `signal` to the child's whole process group (spawned with detached or
   /// process_group), reaching the grandchildren too. Errors: EINVAL for a bad
   /// signal number or when the child does not lead a group of its own, ESRCH
   /// when the group is gone, EPERM.
-  [[nodiscard]] std::error_code kill_tree(int signal = SIGTERM);
+  std::error_code kill_tree(int signal = SIGTERM);
 
   /// Ends the child the way close() does, but keeps watching it: kill_signal now
   /// (to its whole group when it leads one), SIGKILL after kill_timeout unless
   /// the child has exited (or, for a group, until close). Its exit and close
   /// events come as usual. Errors as kill(). exec()'s timeouts use this.
-  [[nodiscard]] std::error_code terminate();
+  std::error_code terminate();
 
   /// Whether kill(), kill_tree(), terminate() or a timeout delivered a signal.
   bool killed() const noexcept;
@@ -190,6 +198,7 @@ class child_process : private detail::handle_owner {
   struct state;
   void adopt_pipe(std::size_t index, int fd);
   void adopt_channel(int fd, ipc_options limits);
+  void take_the_rest_of_the_output() noexcept;
   friend child_process spawn(std::string, std::vector<std::string>, process_options, loop&);
   std::vector<stream> stdio_;
   stream no_pipe_;  // always closed

@@ -76,10 +76,14 @@ struct restart_policy {
   std::uint64_t max_memory_bytes = 0;
 };
 
+/// This program's arguments, without its own name, as /proc/self/cmdline
+/// lists them: Node's process.argv.slice(2). Empty when they cannot be read.
+std::vector<std::string> arguments();
+
 /// Node's cluster settings, and the supervision's.
 struct settings {
   std::string exec = "/proc/self/exe";  ///< the worker program; default: this one (see exec_path())
-  std::vector<std::string> args;        ///< its arguments; default: none
+  std::vector<std::string> args = arguments();  ///< its arguments; default: the primary's own, as in Node
   bool silent = false;                  ///< pipe the workers' stdio instead of inheriting it; default: false
   policy scheduling = policy::round_robin;  ///< default: round_robin (Node's)
   restart_policy restart;                   ///< default: no restart
@@ -131,7 +135,7 @@ class worker_process {
   pid_t pid() const noexcept { return process_.pid(); }
   /// A message to the worker (its parent_channel()). done as ipc_channel::send.
   bool send(message m, ipc_channel::error_callback done = {}) { return process_.send(std::move(m), std::move(done)); }
-  [[nodiscard]] std::error_code kill(int signal = SIGTERM) { return process_.kill(signal); }
+  std::error_code kill(int signal = SIGTERM) { return process_.kill(signal); }
   /// Node's worker.disconnect(): no new connections go to the worker, which
   /// takes those already handed to it, closes its servers, lets the requests
   /// in flight finish and exits; SIGKILL after settings::process.kill_timeout.
@@ -162,6 +166,7 @@ class worker_process {
   bool dead_ = false;
   std::optional<exit_status> exited_;  // its process exited; its channel is read to the end first
   bool exited_after_disconnect_ = false;
+  bool listen_failed_ = false;  // the primary could not have a port for it: no restart
   bool listening_ = false;
   bool replacing_ = false;        // its replacement is starting
   bool stopping_ = false;         // disconnected by the primary: no new connections
@@ -208,6 +213,18 @@ class primary : private crew::detail::handle_owner {
 
   /// Called when the restart policy gives up after max_restarts crashes in a row.
   void on_crash_loop(unique_function<void()> fn);
+
+  /// A worker's listen failed because the primary could not have the port
+  /// for it: EADDRINUSE (another program holds it), EACCES (a privileged
+  /// port), EADDRNOTAVAIL (not an address of this machine), EINVAL (no such
+  /// port). The worker's cluster::listen() gets the same error, and the worker
+  /// is not restarted when it exits: another would fail the same way.
+  ///
+  /// Without this event, the primary does what an unhandled 'error' event
+  /// does in Node: it prints "cluster: cannot listen on HOST:PORT: EADDRINUSE
+  /// (address already in use)" on stderr, shuts down (see shutdown()), and
+  /// once every worker has exited ends the process with exit code 1.
+  void on_listen_error(unique_function<void(worker_process&, const address&, std::error_code)> fn);
 
   /// The live workers by id (empty on a closed primary).
   const std::map<int, std::unique_ptr<worker_process>>& workers() const noexcept;

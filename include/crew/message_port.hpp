@@ -60,7 +60,8 @@ class message_port : private detail::handle_owner {
   /// before it. Ports in m.ports() move to the receiver (they stop listening
   /// here). Errors: ERR_CLOSED_MESSAGE_PORT when this port or its peer is
   /// closed (m is dropped); DataCloneError when m carries this port's own peer.
-  [[nodiscard]] std::error_code post_message(message m);
+  /// Like Node's postMessage, which returns nothing, a call may ignore the result.
+  std::error_code post_message(message m);
 
   /// Calls fn with each message, in order. Messages that arrived before are
   /// delivered first (from the loop, after this call). Replaces any earlier

@@ -36,11 +36,11 @@ class signal_watcher : private detail::handle_owner {
 
   /// Calls fn on the loop each time `signum` arrives. Replaces an earlier watch.
   /// Errors: EINVAL for an invalid signal number; EBADF on a closed watcher.
-  [[nodiscard]] std::error_code start(int signum, callback fn);
+  std::error_code start(int signum, callback fn);
 
   /// Like start(), but calls fn for the first arrival only; afterwards the
   /// signal's default disposition applies again.
-  [[nodiscard]] std::error_code start_oneshot(int signum, callback fn);
+  std::error_code start_oneshot(int signum, callback fn);
 
   /// Stops watching; the signal's previous disposition applies again.
   void stop() noexcept;

@@ -7,9 +7,10 @@
 //   child.in().end();
 //
 // Reading starts when on_data is set (Node's flowing mode) and stops on pause().
-// A child's stdout and stderr are read from the start, as in Node, so that the
-// child's close event comes even when nobody listens: chunks arriving before
-// on_data is set are dropped (set it right after spawn(), before the loop runs).
+// No byte is lost to a late reader: a child's stdout and stderr are read from
+// the start, as in Node, into a buffer that holds up to high_water_mark bytes;
+// then reading stops, and the pipe fills until the child blocks on it. on_data,
+// set at any time, gets what was kept first (on a later turn), then the rest.
 // write() queues the bytes and reports back-pressure: it returns false once the
 // queue holds high_water_mark bytes or more; a drain event follows when it empties.
 //
@@ -53,7 +54,8 @@ class stream : protected detail::handle_owner {
   using handle_owner::unref;
   using handle_owner::has_ref;
 
-  /// Bytes queued before write() reports back-pressure (Node's default highWaterMark).
+  /// Bytes queued before write() reports back-pressure, and bytes read ahead
+  /// for a reader still to come (Node's default highWaterMark).
   static constexpr std::size_t high_water_mark = 64 * 1024;
 
   /// No pipe: is_open() is false and every call does nothing.
@@ -64,10 +66,13 @@ class stream : protected detail::handle_owner {
   stream(loop& l, int fd);
 
   /// Receives each chunk read, valid during the call. Setting it starts reading.
+  /// Bytes read before it was set (see readable_length()) come first, as one
+  /// chunk on a later turn, never inside on_data().
   void on_data(data_callback fn);
-  /// The other end finished writing: no more data. A pipe, or a socket that
-  /// does not allow half-open connections, then ends its own side once its
-  /// queued writes are out, and closes.
+  /// The other end finished writing: no more data. It comes after every byte
+  /// read has gone to on_data: a stream with bytes still kept waits for a
+  /// reader. A pipe, or a socket that does not allow half-open connections,
+  /// then ends its own side once its queued writes are out, and closes.
   void on_end(event_callback fn);
   /// A read or write failed (EPIPE when the reader went away, ECONNRESET). The
   /// stream closes afterwards.
@@ -78,9 +83,12 @@ class stream : protected detail::handle_owner {
   /// last event. Not called after close() or destruction.
   void on_close(event_callback fn);
 
-  /// Stops reading until resume(); the writer then blocks on a full pipe or
-  /// socket buffer (back-pressure to the peer).
+  /// Stops reading and delivering until resume(); the writer then blocks on a
+  /// full pipe or socket buffer (back-pressure to the peer).
   void pause() noexcept;
+  /// Reading and delivering go on; bytes kept meanwhile come first, on a later
+  /// turn. On a stream without a reader, resume() reads and drops everything,
+  /// kept bytes included, as Node's does: the way to drain unwanted output.
   void resume() noexcept;
   /// Whether the stream is paused.
   bool paused() const noexcept;
@@ -101,6 +109,11 @@ class stream : protected detail::handle_owner {
 
   /// Bytes queued and not yet written.
   std::size_t buffered() const noexcept;
+
+  /// Bytes read and kept for a reader (Node's readableLength): at most
+  /// high_water_mark while nobody reads, except for a child's output after
+  /// the child exited (child_process.hpp).
+  std::size_t readable_length() const noexcept;
 
  protected:
   detail::stream_state* state() const noexcept;

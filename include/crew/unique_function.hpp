@@ -9,6 +9,12 @@
 // callback crew takes is a unique_function; any callable converts to one.
 #pragma once
 
+// Every handle's header includes this one (through loop.hpp), so a build
+// without -std=c++20 (GCC 12 defaults to C++17) stops here with one clear line.
+#if __cplusplus < 202002L
+#error "crew needs C++20 or later: compile with -std=c++20 (pkg-config's flags leave the standard to you)"
+#endif
+
 #include <cstddef>
 #include <memory>
 #include <new>

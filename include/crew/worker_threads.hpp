@@ -90,8 +90,8 @@ class worker : private detail::handle_owner {
   ~worker();
 
   /// Sends m to the worker's parent_port(). Errors as message_port::post_message
-  /// (ERR_CLOSED_MESSAGE_PORT once the worker has exited).
-  [[nodiscard]] std::error_code post_message(message m);
+  /// (ERR_CLOSED_MESSAGE_PORT once the worker has exited); ignoring it is fine.
+  std::error_code post_message(message m);
 
   void on_online(unique_function<void()> fn);
   void on_message(message_port::message_callback fn);

@@ -286,7 +286,7 @@ TEST(crew_server, a_port_in_use_is_a_clear_error_and_exit_code_1) {
     run_result r = run_server({"--port", port, "--workers", "2", "--policy", policy}, [](int, pid_t) {});
     EXPECT_EQ(r.status.code, 1) << policy;
     // One line, whichever worker fails first (the others' cancelled listens are not errors).
-    EXPECT_EQ(r.err, "crew-server: cannot listen on 127.0.0.1:" + port + ": EADDRINUSE (address already in use)\n")
+    EXPECT_EQ(r.err, "cluster: cannot listen on 127.0.0.1:" + port + ": EADDRINUSE (address already in use)\n")
         << policy;
   }
 }

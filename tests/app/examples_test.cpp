@@ -66,6 +66,20 @@ TEST(examples, cluster_http_answers_from_every_worker_reloads_and_shuts_down) {
   EXPECT_EQ(r.status, (crew::exit_status{0, 0}));
 }
 
+// A port another program holds: every worker's listen fails, the primary says
+// why and ends with exit code 1, and no worker is restarted (restarts are on).
+TEST(examples, cluster_http_on_a_port_in_use_exits_1_naming_eaddrinuse_without_restarting) {
+  crew::test::held_port holder;
+  ASSERT_NE(holder.port(), 0);
+  std::string port = std::to_string(holder.port());
+  auto r = crew::test::run_to_end(CREW_BIN "/cluster-http", {"--port", port, "--workers", "2"});
+  EXPECT_EQ(r.status, (crew::exit_status{1, 0}));
+  EXPECT_NE(r.err.find("cluster: cannot listen on 127.0.0.1:" + port + ": EADDRINUSE (address already in use)\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(r.out.find("starting another"), std::string::npos) << r.out;
+}
+
 // Every worker greets ("worker PID") and echoes, in each policy. At SIGTERM a
 // connection still open is ended by its worker (the client reads the end of
 // the stream); once the client closes it, the program exits 0.

@@ -12,7 +12,7 @@ int main() {
   crew::timer t = crew::set_timeout(1ms, [&] { ++steps; });
   crew::loop::keep_alive hold(loop);
   std::thread other([&] { loop.post([&] { ++steps, hold = {}; }); });
-  (void)crew::queue_work([] { return 40; }, [&](crew::result<int> r) { steps += r.value(); });
+  crew::queue_work([] { return 40; }, [&](crew::result<int> r) { steps += r.value(); });
   loop.run();
   other.join();
   std::printf("consumer: %d\n", steps);

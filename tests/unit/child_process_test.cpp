@@ -320,6 +320,23 @@ TEST(spawn, kill_tree_reaches_the_grandchildren) {
   EXPECT_EQ(o.close, (crew::exit_status{-1, SIGKILL}));
 }
 
+TEST(spawn, kill_and_kill_tree_send_sigterm_by_default) {
+  crew::loop l;
+  observed one;
+  crew::child_process child = crew::spawn("sleep", {"30"}, {}, l);
+  one.watch(child);
+  child.on_spawn([&] { EXPECT_FALSE(child.kill()); });
+  // The grandchildren hold stdout open: close comes once SIGTERM ended them too.
+  observed tree;
+  crew::child_process group = crew::spawn("sh", {"-c", "sleep 30 & sleep 30 & echo started; wait"},
+                                          {.process_group = true}, l);
+  tree.watch(group);
+  group.out().on_data([&](std::string_view) { EXPECT_FALSE(group.kill_tree()); });
+  crew::test::run_within(l);
+  EXPECT_EQ(one.close, (crew::exit_status{-1, SIGTERM}));
+  EXPECT_EQ(tree.close, (crew::exit_status{-1, SIGTERM}));
+}
+
 TEST(spawn, kill_tree_needs_a_child_that_leads_its_group) {
   crew::loop l;
   crew::child_process child = crew::spawn("true", {}, {}, l);
@@ -657,6 +674,24 @@ TEST(child_process_events, a_failed_spawn_gives_error_then_close_and_never_exit)
   EXPECT_EQ(o.events, (std::vector<std::string>{"error", "close"}));
   EXPECT_EQ(exits, 0);
   EXPECT_EQ(crew::error_name(*o.error), "ENOENT");
+}
+
+TEST(child_process_events, a_failed_fork_gives_error_then_disconnect_then_close) {
+  crew::loop l;
+  observed o;
+  crew::child_process child = crew::fork("/crew/no/such/program", {}, {}, l);
+  o.watch(child);
+  child.on_disconnect([&] { o.events.push_back("disconnect"); });
+  crew::test::run_within(l);
+  // Node emits disconnect on the turn after close; crew keeps close the last event.
+  EXPECT_EQ(o.events, (std::vector<std::string>{"error", "disconnect", "close"}));
+  EXPECT_EQ(crew::error_name(*o.error), "ENOENT");
+  EXPECT_EQ(o.close, (crew::exit_status{-ENOENT, 0}));
+  EXPECT_FALSE(child.connected());
+  std::optional<std::error_code> sent;
+  EXPECT_FALSE(child.send(crew::message::value_type{{"late", true}}, [&](std::error_code ec) { sent = ec; }));
+  crew::test::run_within(l);
+  EXPECT_EQ(crew::error_name(sent.value_or(std::error_code{})), "ERR_IPC_CHANNEL_CLOSED");
 }
 
 // The contract at scale: 1,000 children abandoned in every way, then no child,

@@ -166,13 +166,12 @@ TEST(cluster, a_worker_reports_every_event_and_finishes_its_request_on_sigterm) 
 
 TEST(cluster, a_killed_worker_is_replaced_and_a_crash_loop_stops) {
   crew::loop loop;
-  // A worker that cannot listen exits at once: a crash loop.
+  // A worker that exits at once: a crash loop.
   bool gave_up = false;
   int exits = 0;
   {
-    primary p({.exec = CREW_FIXTURE,
-               .args = {"cluster-http", "70000"},  // no such port: EINVAL
-               .scheduling = policy::reuseport,
+    primary p({.exec = "false",
+               .args = {},
                .restart = {.enabled = true, .first_delay = 1ms, .max_delay = 4ms, .max_restarts = 5}},
               loop);
     p.on_exit([&](worker_process&, crew::exit_status) { ++exits; });
@@ -394,19 +393,39 @@ TEST(cluster, workers_exit_when_their_primary_is_killed) {
 }
 
 // A port another process holds: the worker's listen fails with EADDRINUSE
-// (the fixture then exits with 3).
-TEST(cluster, a_port_in_use_fails_the_workers_listen) {
+// (the fixture then exits with 3), the primary hears it as what it is, and
+// the worker is not restarted, though restarts are on.
+TEST(cluster, a_port_in_use_reaches_the_primary_as_eaddrinuse_and_is_not_restarted) {
   crew::test::held_port holder;
   ASSERT_NE(holder.port(), 0);
   for (policy kind : {policy::round_robin, policy::shared, policy::reuseport}) {
     crew::loop loop;
-    primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", std::to_string(holder.port())}, .scheduling = kind}, loop);
-    crew::exit_status status;
-    p.on_exit([&](worker_process&, crew::exit_status s) { status = s; });
+    primary p({.exec = CREW_FIXTURE,
+               .args = {"cluster-http", std::to_string(holder.port())},
+               .scheduling = kind,
+               .restart = {.enabled = true, .first_delay = 1ms}},
+              loop);
+    std::vector<std::string> events;
+    p.on_listen_error([&](worker_process& w, const crew::cluster::address& at, std::error_code ec) {
+      events.push_back("listen_error " + std::to_string(w.id()) + " " + at.host + ":" + std::to_string(at.port) + " " +
+                       crew::error_name(ec));
+    });
+    p.on_exit([&](worker_process& w, crew::exit_status s) {
+      events.push_back("exit " + std::to_string(w.id()) + " " + std::to_string(s.code));
+    });
     p.fork();
     crew::test::run_within(loop, 30s);
-    EXPECT_EQ(status.code, 3);
+    std::string at = "127.0.0.1:" + std::to_string(holder.port());
+    EXPECT_EQ(events, (std::vector<std::string>{"listen_error 1 " + at + " EADDRINUSE", "exit 1 3"}))
+        << crew::cluster::policy_name(kind);
   }
+}
+
+// Node's cluster.settings.args: the primary's own arguments (process.argv.slice(2)).
+TEST(cluster, settings_args_default_to_the_primarys_own_arguments) {
+  crew::spawn_sync_result r = crew::spawn_sync(CREW_FIXTURE, {"settings-args", "two words", "", "--port", "0"});
+  EXPECT_EQ(r.out, "settings-args\ntwo words\n\n--port\n0\n");
+  EXPECT_TRUE(r.ok()) << r.err;
 }
 
 TEST(cluster, the_primary_knows_each_workers_figures) {
@@ -618,7 +637,7 @@ TEST_P(every_policy, a_plain_tcp_server_that_moves_is_shared_and_counts_its_conn
 TEST_P(every_policy, shutdown_answers_the_connections_waiting_in_the_ports_queue) {
   crew::loop loop;
   primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}, .scheduling = GetParam()}, loop);
-  constexpr int count = 10;
+  static constexpr int count = 10;
   std::vector<std::string> answers(count);
   std::thread reader;
   bool finished = false;
@@ -635,7 +654,7 @@ TEST_P(every_policy, shutdown_answers_the_connections_waiting_in_the_ports_queue
       EXPECT_TRUE(connections->back().send("GET / HTTP/1.1\r\nHost: x\r\n\r\n"));
     }
     p.shutdown([&] { finished = true; });
-    reader = std::thread([&answers, connections, count] {
+    reader = std::thread([&answers, connections] {
       for (int i = 0; i < count; ++i) answers[i] = (*connections)[i].answer().body;
     });
   });

@@ -126,4 +126,124 @@ TEST(stream, an_error_found_inside_write_arrives_on_a_later_turn) {
   EXPECT_FALSE(error_inside) << "the error event ran inside write()";
 }
 
+
+// A reader that comes late loses nothing (Node keeps unread output too).
+
+// The lines of `seq 1 n`.
+std::string numbers_up_to(int n) {
+  std::string text;
+  for (int i = 1; i <= n; ++i) text += std::to_string(i) + "\n";
+  return text;
+}
+
+// Spawns `seq 1 n`, runs the loop until the child's close event (nobody reads
+// meanwhile), then reads its stdout; returns what came, and whether on_end
+// followed the bytes.
+std::pair<std::string, bool> read_after_close(int n) {
+  crew::loop l;
+  crew::child_process seq = crew::spawn("seq", {"1", std::to_string(n)}, {}, l);
+  std::optional<crew::exit_status> closed;
+  seq.on_close([&](crew::exit_status s) { closed = s; });
+  crew::test::run_within(l);
+  EXPECT_EQ(closed, (crew::exit_status{0, 0})) << "the close event comes though nobody read";
+  std::string read;
+  bool ended = false;
+  seq.out().on_end([&] { ended = !read.empty(); });
+  seq.out().on_data([&](std::string_view s) { read += s; });
+  EXPECT_TRUE(read.empty()) << "kept bytes come on a later turn, not inside on_data";
+  crew::test::run_within(l);
+  EXPECT_FALSE(seq.out().is_open()) << "the pipe closes after its end";
+  return {read, ended};
+}
+
+TEST(stream, a_reader_set_after_the_child_wrote_and_exited_gets_every_byte_then_the_end) {
+  auto [read, ended] = read_after_close(3);
+  EXPECT_EQ(read, numbers_up_to(3));
+  EXPECT_TRUE(ended);
+}
+
+TEST(stream, output_past_the_high_water_mark_left_by_an_exited_child_is_kept_too) {
+  // 108,894 bytes: more than is kept while the child runs, less than that
+  // plus what even a pipe of the default size (64 KiB) holds.
+  auto [read, ended] = read_after_close(20000);
+  ASSERT_GT(numbers_up_to(20000).size(), crew::stream::high_water_mark);
+  EXPECT_EQ(read.size(), numbers_up_to(20000).size());
+  EXPECT_TRUE(read == numbers_up_to(20000));
+  EXPECT_TRUE(ended);
+}
+
+TEST(stream, a_reader_set_a_while_after_spawn_gets_the_first_line) {
+  crew::loop l;
+  crew::child_process child = crew::spawn("sh", {"-c", "echo first; sleep 0.3; echo second"}, {}, l);
+  std::string read;
+  // As in the trial that found the bug: on_data set a while after spawn, the child still running.
+  crew::timer later = crew::set_timeout(150ms, [&] {
+    child.out().on_data([&](std::string_view s) { read += s; });
+  }, l);
+  crew::test::run_within(l);
+  EXPECT_EQ(read, "first\nsecond\n");
+}
+
+TEST(stream, a_child_writing_more_than_the_high_water_mark_blocks_until_read) {
+  crew::loop l;
+  constexpr long total = 8 << 20;  // more than what is kept plus what the pipe holds
+  crew::child_process child =
+      crew::spawn(CREW_FIXTURE, {"flood", std::to_string(total)}, {}, l);
+  std::size_t received = 0;
+  std::optional<crew::exit_status> closed;
+  child.on_close([&](crew::exit_status s) { closed = s; });
+  // Nobody reads: the stream keeps exactly high_water_mark bytes and stops
+  // reading, and the child, which has more to write than the pipe holds, cannot
+  // have finished. Checked on a few ticks once the stream is full.
+  int full_ticks = 0;
+  crew::timer poll(l);
+  poll.start(10ms, 10ms, [&] {
+    if (child.out().readable_length() < crew::stream::high_water_mark) return;
+    EXPECT_EQ(child.out().readable_length(), crew::stream::high_water_mark);
+    EXPECT_FALSE(child.status()) << "the child finished writing with nobody reading";
+    if (++full_ticks < 5) return;
+    poll.stop();
+    child.out().on_data([&](std::string_view s) { received += s.size(); });
+  });
+  crew::test::run_within(l);
+  EXPECT_EQ(full_ticks, 5);
+  EXPECT_EQ(received, static_cast<std::size_t>(total));
+  EXPECT_EQ(closed, (crew::exit_status{0, 0}));
+}
+
+TEST(stream, a_paused_stream_delivers_nothing_and_resume_delivers_what_was_kept_first) {
+  crew::loop l;
+  crew::child_process seq = crew::spawn("seq", {"1", "20000"}, {}, l);
+  std::string read;
+  int paused_ticks = 0;
+  crew::timer poll(l);
+  poll.start(10ms, 10ms, [&] {
+    if (paused_ticks == 0) {
+      if (seq.out().readable_length() == 0) return;  // nothing read ahead yet
+      seq.out().pause();
+      seq.out().on_data([&](std::string_view s) { read += s; });
+    }
+    EXPECT_TRUE(read.empty()) << "a paused stream delivered";
+    if (++paused_ticks < 5) return;
+    poll.stop();
+    seq.out().resume();
+  });
+  crew::test::run_within(l);
+  EXPECT_EQ(paused_ticks, 5);
+  EXPECT_TRUE(read == numbers_up_to(20000));
+}
+
+TEST(stream, resume_without_a_reader_drops_the_output_as_node_does) {
+  crew::loop l;
+  crew::child_process child = crew::spawn(CREW_FIXTURE, {"flood", std::to_string(8 << 20)}, {}, l);
+  child.out().resume();  // more than kept plus the pipe: only dropping it lets the child finish
+  bool ended = false;
+  child.out().on_end([&] { ended = true; });
+  std::optional<crew::exit_status> closed;
+  child.on_close([&](crew::exit_status s) { closed = s; });
+  crew::test::run_within(l);
+  EXPECT_TRUE(ended);
+  EXPECT_EQ(closed, (crew::exit_status{0, 0}));
+}
+
 }  // namespace
