@@ -38,6 +38,9 @@ constexpr std::array own_errors{
               "the server sets this header itself", std::errc::invalid_argument},
     own_error{errc::http_headers_sent, "ERR_HTTP_HEADERS_SENT", "cannot change the head after it was sent",
               std::errc::operation_not_permitted},
+    own_error{errc::line_too_long, "ERR_LINE_TOO_LONG", "line longer than max_line_length",
+              std::errc::value_too_large},
+    own_error{errc::invalid_url, "ERR_INVALID_URL", "invalid URL", std::errc::invalid_argument},
 };
 
 const own_error* find_own(int value) noexcept {

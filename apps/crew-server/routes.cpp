@@ -75,18 +75,6 @@ answer process_image(const std::string& body) {
   return {200, json{{"success", true}, {"result", std::move(result)}}.dump()};
 }
 
-// A query parameter's value (no percent-decoding: charset names need none).
-std::string parameter(const std::string& query, std::string_view name, std::string fallback) {
-  std::string_view rest = query;
-  while (!rest.empty()) {
-    std::string_view pair = rest.substr(0, rest.find('&'));
-    rest.remove_prefix(std::min(rest.size(), pair.size() + 1));
-    if (pair.size() > name.size() && pair.starts_with(name) && pair[name.size()] == '=')
-      return std::string(pair.substr(name.size() + 1));
-  }
-  return fallback;
-}
-
 bool charset_name(const std::string& name) {
   if (name.empty() || name.size() > 40) return false;
   for (char c : name)
@@ -144,8 +132,9 @@ crew::http::router services::router() {
 
 // The body goes to iconv's stdin; what it writes on stdout is the answer.
 void services::convert(crew::http::request& req, crew::http::response& res) {
-  std::string from = parameter(req.query, "from", "ISO-8859-1");
-  std::string to = parameter(req.query, "to", "UTF-8");
+  crew::url_search_params query = req.search_params();
+  std::string from = query.get("from").value_or("ISO-8859-1");
+  std::string to = query.get("to").value_or("UTF-8");
   if (!charset_name(from) || !charset_name(to))
     return res.status(400).json({{"error", "from and to must be charset names, as `iconv -l` lists them"}});
   auto& child = conversions_.emplace_back(crew::spawn("iconv", {"-f", from, "-t", to}));

@@ -39,6 +39,8 @@ enum class errc : int {
   http_invalid_status_code,        ///< "ERR_HTTP_INVALID_STATUS_CODE": a status outside 100..999.
   http_invalid_header_value,       ///< "ERR_HTTP_INVALID_HEADER_VALUE": a header the server sets itself.
   http_headers_sent,               ///< "ERR_HTTP_HEADERS_SENT": the answer's head has gone out already.
+  line_too_long,                   ///< "ERR_LINE_TOO_LONG": readline met a line past its max_line_length.
+  invalid_url,                     ///< "ERR_INVALID_URL": text that the URL parser cannot read as a URL.
 };
 
 /// The category of every code crew reports. Negative values are libuv's codes,

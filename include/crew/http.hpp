@@ -44,6 +44,7 @@
 #include "crew/message.hpp"
 #include "crew/tcp.hpp"
 #include "crew/unique_function.hpp"
+#include "crew/url.hpp"
 
 namespace crew::http {
 
@@ -85,6 +86,10 @@ struct request {
   /// The first header (or trailer) of that name, in any case; "" when absent.
   std::string_view header(std::string_view name) const noexcept;
   std::string_view trailer(std::string_view name) const noexcept;
+
+  /// The query's name-value pairs, decoded as Node's URLSearchParams decodes
+  /// them: `req.search_params().get("q")`. `query` keeps the raw text.
+  url_search_params search_params() const { return url_search_params(query); }
 
   /// The body parsed as JSON. ERR_INVALID_MESSAGE when it is not.
   result<message::value_type> json() const;

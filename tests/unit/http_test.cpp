@@ -169,6 +169,22 @@ TEST(http, json_in_and_out) {
   EXPECT_NE(out.find("{\"got\":{\"a\":1}}"), npos) << out;
 }
 
+TEST(http, query_parameters_are_decoded_and_json_numbers_written_as_node_writes_them) {
+  crew::loop loop;
+  router routes;
+  routes.get("/search", [](request& req, response& res) {
+    crew::url_search_params params = req.search_params();
+    res.json({{"q", params.get("q").value_or("")}, {"tags", params.get_all("tag")}, {"n", 3.0}, {"small", 1e-7}});
+  });
+  server s(std::move(routes));
+  int port = s.listen(0).value();
+  std::string out;
+  with_client(loop, [&] {
+    out = exchange_once(port, "GET /search?q=caf%C3%A9+au+lait&tag=a&tag=b%26c HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  });
+  EXPECT_TRUE(out.ends_with("\r\n\r\n{\"q\":\"caf\u00e9 au lait\",\"tags\":[\"a\",\"b&c\"],\"n\":3,\"small\":1e-7}")) << out;
+}
+
 TEST(http, unknown_paths_are_404_and_other_methods_405_with_allow) {
   crew::loop loop;
   server s(echo_routes());

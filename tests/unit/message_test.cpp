@@ -2,9 +2,16 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
+#include <limits>
 #include <map>
+#include <random>
+#include <sstream>
 #include <string>
 #include <vector>
+
+#include "node_support.hpp"
 
 namespace shapes {
 
@@ -165,4 +172,66 @@ TEST(message, small_and_large_texts_parse_alike_as_json_parse_does) {
   for (std::string_view bad : {R"("\ud800")", "[1,]", "{\"a\":1", "\"\xff\""}) {
     EXPECT_EQ(crew::message::parse(bad).error(), crew::errc::invalid_message) << bad;
   }
+}
+
+// Doubles are written as JSON.stringify writes them (Number.prototype.toString's
+// digits): node, given the same doubles, is the judge.
+TEST(message, doubles_are_written_exactly_as_json_stringify_writes_them) {
+  using limits = std::numeric_limits<double>;
+  std::vector<double> table = {0.0, -0.0, 3.0, -3.0, 0.1, 0.1 + 0.2, 1.0 / 3, -2.5, 100, 4.35, 1234.5678,
+                               1e20, 1e21, -1e21, 1.2345678901234568e20, 123456789012345678901.0, 1e100, 1e300,
+                               1e-6, 1e-7, -1e-7, 1.5e-7, 0.000001234, 123e-20, 0x1p53, 0x1p53 + 2, 0x1p64,
+                               limits::max(), -limits::max(), limits::min(), limits::denorm_min(),
+                               limits::quiet_NaN(), limits::infinity(), -limits::infinity()};
+  std::mt19937_64 random(12);
+  while (table.size() < 400) {  // random bit patterns: every exponent, full mantissas
+    std::uint64_t bits = random();
+    double x;
+    std::memcpy(&x, &bits, sizeof x);
+    if (std::isfinite(x)) table.push_back(x);
+  }
+  for (int i = 0; i < 100; ++i) table.push_back(static_cast<double>(random() % 100000) / 1000);  // prices
+
+  std::string input;
+  nlohmann::ordered_json array = nlohmann::ordered_json::array();
+  for (double x : table) {
+    char text[40];
+    if (std::isnan(x))
+      std::snprintf(text, sizeof text, "NaN");
+    else if (std::isinf(x))
+      std::snprintf(text, sizeof text, x > 0 ? "Infinity" : "-Infinity");
+    else
+      std::snprintf(text, sizeof text, "%.17g", x);  // reads back as the same double
+    input.append(text).append("\n");
+    array.push_back(x);
+  }
+  CREW_NODE_OR_SKIP(expected, R"(
+    const xs = require('fs').readFileSync(0, 'utf8').trim().split('\n').map(Number);
+    for (const x of xs) console.log(JSON.stringify(x));
+    console.log(JSON.stringify(xs));)",
+                    input);
+  std::istringstream lines(*expected);
+  std::string line;
+  for (double x : table) {
+    std::getline(lines, line);
+    EXPECT_EQ(crew::message(x).to_string(), line) << "for the double " << std::hexfloat << x;
+  }
+  std::getline(lines, line);
+  EXPECT_EQ(crew::message(array).to_string(), line) << "the whole array";
+}
+
+TEST(message, strings_and_keys_are_escaped_and_bad_utf8_replaced_as_node_does) {
+  std::string all;
+  for (int c = 0; c < 0x80; ++c) all += static_cast<char>(c);
+  all += "\u00e9\u2028\U0001F600";
+  // Ill-formed UTF-8: each maximal bad subsequence becomes one U+FFFD, as Node decodes bytes.
+  all += "\xff|\xe2\x82" "A|\xed\xa0\x80|\xf0\x90\xc3\xa9|\xf4\x90\x80\x80|\xc0\xaf|\x80\xbf|\xe2\x82";
+  std::string hex;
+  for (unsigned char c : all) hex += "0123456789abcdef"[c >> 4], hex += "0123456789abcdef"[c & 15];
+  CREW_NODE_OR_SKIP(expected, R"(
+    const s = Buffer.from(require('fs').readFileSync(0, 'utf8'), 'hex').toString();
+    process.stdout.write(JSON.stringify({[s]: [s]})))",
+                    hex);
+  nlohmann::ordered_json value = {{all, {all}}};
+  EXPECT_EQ(crew::message(value).to_string(), *expected);
 }
