@@ -35,6 +35,7 @@
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
 #include "crew/message_port.hpp"
+#include "crew/task.hpp"
 
 namespace crew {
 
@@ -82,7 +83,7 @@ class worker : private detail::handle_owner {
   template <class F>
     requires(std::is_invocable_v<F&> &&
              (std::is_void_v<std::invoke_result_t<F&>> || std::is_convertible_v<std::invoke_result_t<F&>, int>))
-  explicit worker(F entry, worker_options options = {}, loop& l = loop::current())
+  explicit worker(F entry, worker_options options = worker_options(), loop& l = loop::current())  // not {}: docs/async.md
       : worker(wrap(std::move(entry)), std::move(options), l, 0) {}
 
   worker(worker&&) noexcept = default;
@@ -108,6 +109,11 @@ class worker : private detail::handle_owner {
   void on_messageerror(message_port::error_callback fn);
   void on_error(unique_function<void(worker_error_event)> fn);
   void on_exit(unique_function<void(int)> fn);
+
+  /// Node's `await once(worker, 'exit')`: co_await gives the exit code once
+  /// the worker has exited (at once, without suspending, if it has already).
+  /// ECANCELED when this object is destroyed first. Does not replace on_exit().
+  awaitable<result<int>> exited();
 
   /// Asks the worker to stop: its loop stops, its stop token is requested, its
   /// port closes. `done` runs with the exit code (1, as Node's terminate gives,
