@@ -42,7 +42,12 @@ namespace crew {
 namespace detail {
 struct worker_state;
 void report_worker_messageerror(worker_state* state, std::error_code error);
-}
+
+/// What a worker runs: a function of no arguments returning void or an exit code.
+template <class F>
+concept worker_entry = std::is_invocable_v<F&> && (std::is_void_v<std::invoke_result_t<F&>> ||
+                                                   std::is_convertible_v<std::invoke_result_t<F&>, int>);
+}  // namespace detail
 
 /// Options of a worker.
 struct worker_options {
@@ -80,11 +85,14 @@ class worker : private detail::handle_owner {
 
   /// Starts `entry` on a new thread. entry returns void or an int exit code.
   /// Throws std::system_error if the thread cannot be made (EAGAIN).
-  template <class F>
-    requires(std::is_invocable_v<F&> &&
-             (std::is_void_v<std::invoke_result_t<F&>> || std::is_convertible_v<std::invoke_result_t<F&>, int>))
-  explicit worker(F entry, worker_options options = worker_options(), loop& l = loop::current())  // not {}: docs/async.md
+  template <detail::worker_entry F>
+  explicit worker(F entry, worker_options options, loop& l = loop::current())
       : worker(wrap(std::move(entry)), std::move(options), l, 0) {}
+  /// The same with default options. An overload, not a default argument:
+  /// GCC 12 mis-compiles a defaulted options struct inside co_await
+  /// (docs/async.md).
+  template <detail::worker_entry F>
+  explicit worker(F entry, loop& l = loop::current()) : worker(wrap(std::move(entry)), worker_options{}, l, 0) {}
 
   worker(worker&&) noexcept = default;
   worker& operator=(worker&&) noexcept = default;

@@ -192,6 +192,18 @@ TEST(when_any, gives_the_first_to_finish_and_cancels_a_pending_timer) {
   EXPECT_EQ(std::get<0>(out), 42);
 }
 
+crew::task<std::size_t> command_or_timeout() {
+  auto first = co_await crew::when_any(crew::exec("sleep 3600"), crew::sleep(10ms));
+  co_return first.index();
+}
+
+TEST(when_any, a_command_that_loses_is_killed) {
+  crew::loop l;
+  crew::task<std::size_t> t = command_or_timeout();
+  crew::test::run_within(l);  // a command left running for an hour would fail this
+  EXPECT_EQ(t.await_resume(), 1u);
+}
+
 crew::task<> race_tasks(crew::loop& l, std::variant<int, int>& out, std::vector<int>& order) {
   out = co_await crew::when_any(after(l, 30ms, 1, &order), after(l, 1ms, 2, &order));
 }
