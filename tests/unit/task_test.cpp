@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <tuple>
@@ -95,6 +96,29 @@ TEST(task, a_task_moved_while_it_runs_is_awaited_through_its_new_owner) {
   crew::test::run_within(l);
   ASSERT_TRUE(second.done());
   EXPECT_EQ(second.await_resume(), "done 2");
+}
+
+crew::task<> await_each_kind(crew::child_process& child, crew::loop& l, std::shared_ptr<int> token) {
+  crew::message::value_type question = {{"ask", true}};
+  co_await crew::when_all(child.exited(), child.request(question), crew::exec("sleep 3600", l), crew::sleep(1h, l));
+  *token = 1;
+}
+
+TEST(task, destroying_the_loop_while_a_task_awaits_each_kind_of_operation_frees_it_and_resumes_nothing) {
+  auto token = std::make_shared<int>(0);
+  std::optional<crew::task<>> t;
+  {
+    crew::loop l;
+    std::vector<std::string> args{"3600"};
+    crew::child_process child = crew::fork("sleep", args, crew::process_options(), l);  // never answers
+    t.emplace(await_each_kind(child, l, token));
+    crew::set_timeout(5ms, [&l] { l.stop(); }, l);  // the operations get under way
+    l.run();
+    EXPECT_FALSE(t->done());
+  }
+  EXPECT_EQ(*token, 0);
+  EXPECT_EQ(token.use_count(), 1) << "the frame was destroyed";
+  EXPECT_TRUE(t->done());
 }
 
 // ---- crew::awaitable: start when awaited, cancel when dropped
