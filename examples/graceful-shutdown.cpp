@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <list>
 
 #include "command_line.hpp"
 
@@ -19,11 +18,11 @@ int main(int argc, char** argv) {
   int port = static_cast<int>(examples::option(argc, argv, "--port", 3000));
   auto delay = std::chrono::milliseconds(examples::option(argc, argv, "--delay-ms", 1000));
 
-  std::list<crew::timer> slow_answers;
   crew::http::router routes;
   routes.get("/", [](crew::http::request&, crew::http::response& res) { res.send("hello\n"); });
   routes.get("/slow", [&](crew::http::request&, crew::http::response& res) {
-    slow_answers.emplace_back().start(delay, {}, [res = std::move(res)]() mutable { res.send("slow hello\n"); });
+    // setTimeout(() => res.end('slow hello\n'), delay): the loop owns the timer.
+    crew::set_timeout(delay, [res = std::move(res)]() mutable { res.send("slow hello\n"); });
   });
   crew::http::server server(std::move(routes));
 

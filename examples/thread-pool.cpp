@@ -50,7 +50,7 @@ int main(int argc, char** argv) {
   crew::loop& loop = crew::loop::current();
   const std::thread::id main_thread = std::this_thread::get_id();
   int ticks = 0;
-  crew::timer heartbeat = crew::set_interval(5ms, [&] { ++ticks; });
+  crew::timer heartbeat = crew::scoped_interval(5ms, [&] { ++ticks; });
   std::size_t pending = files.size();
   bool callbacks_on_main_thread = true;
 

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
       {.data = limit, .name = "primes"});
 
   bool finished = false;
-  crew::timer deadline = crew::set_timeout(std::chrono::milliseconds(deadline_ms), [&] {
+  crew::timer deadline = crew::scoped_timeout(std::chrono::milliseconds(deadline_ms), [&] {
     std::printf("deadline of %ld ms passed: terminating the worker\n", deadline_ms);
     worker.terminate();
   });

@@ -61,9 +61,17 @@ struct child_process::state final : detail::handle_state {
   std::optional<timer> timeout;
   std::optional<timer> escalation;  // SIGKILL at kill_at
   std::optional<detail::stop_relay> stop;
+  // exited()'s awaiters: told at exit, or of the spawn's failure; ECANCELED
+  // (once the call that closed the block has returned) when it closes first.
+  std::vector<std::shared_ptr<detail::operation<result<exit_status>>>> exit_waiters;
 
   ~state() override {
+    notify_exit(uv_error(UV_ECANCELED));
     if (child.pidfd >= 0) detail::raw_close(child.pidfd);
+  }
+
+  void notify_exit(const result<exit_status>& outcome) {
+    for (auto& waiter : std::exchange(exit_waiters, {})) waiter->complete(outcome);
   }
 
   bool attached() const noexcept { return owner != nullptr && !closing; }
@@ -90,6 +98,7 @@ struct child_process::state final : detail::handle_state {
     // object, or (as exec does) hold the last reference to what owns it.
     exit_callback on_exit = std::move(exit_event);
     if (on_exit && attached()) loop.invoke(on_exit, s);
+    notify_exit(s);
     maybe_close();
   }
 
@@ -155,7 +164,7 @@ struct child_process::state final : detail::handle_state {
     if (std::error_code ec = signal_tree(kill_signal)) return ec;
     if (!escalation && kill_signal != SIGKILL) {
       kill_at = std::chrono::steady_clock::now() + kill_timeout;
-      escalation.emplace(set_timeout(kill_timeout, [this] { (void)signal_tree(SIGKILL); }, loop));
+      escalation.emplace(scoped_timeout(kill_timeout, [this] { (void)signal_tree(SIGKILL); }, loop));
     }
     return {};
   }
@@ -378,6 +387,18 @@ bool child_process::killed() const noexcept { return killed_; }
 
 std::optional<exit_status> child_process::status() const noexcept { return status_; }
 
+awaitable<result<exit_status>> child_process::exited() {
+  auto* s = state_as<state>();
+  auto waiter = std::make_shared<detail::operation<result<exit_status>>>(s ? s->loop : loop::current());
+  if (status_)
+    waiter->complete(pid_ ? result<exit_status>(*status_) : result<exit_status>(uv_error(status_->code)));
+  else if (s)
+    s->exit_waiters.push_back(waiter);
+  else
+    waiter->complete(uv_error(UV_ECANCELED));
+  return awaitable<result<exit_status>>(std::move(waiter));
+}
+
 child_process spawn(std::string command, std::vector<std::string> args, process_options options, loop& l) {
   child_process result;
   auto* s = new child_process::state(l);
@@ -450,6 +471,7 @@ child_process spawn(std::string command, std::vector<std::string> args, process_
       auto* st = static_cast<child_process::state*>(t->data);
       if (st->error_event && st->attached()) st->loop.invoke(st->error_event, st->spawn_error);
       st->record({st->spawn_error.value(), 0});  // Node: the negative error number
+      st->notify_exit(st->spawn_error);
       st->maybe_close();
     }, 0, 0);
     return result;
@@ -480,12 +502,12 @@ child_process spawn(std::string command, std::vector<std::string> args, process_
   }
 
   if (options.timeout.count() > 0)
-    s->timeout.emplace(set_timeout(options.timeout, [s] { (void)s->terminate(); }, l));
+    s->timeout.emplace(scoped_timeout(options.timeout, [s] { (void)s->terminate(); }, l));
   if (options.stop.stop_possible())
     s->stop.emplace(l, std::move(options.stop), [s] { (void)s->terminate(); });
   // The spawn event, on the loop like every event: a timer of the block's own,
   // so it can never fire after the block is gone, and before any exit event.
-  s->spawn_notice.emplace(set_timeout(timer::duration::zero(), [s] {
+  s->spawn_notice.emplace(scoped_timeout(timer::duration::zero(), [s] {
     if (s->spawn_event && s->attached()) s->loop.invoke(s->spawn_event);
   }, l));
   return result;

@@ -39,12 +39,12 @@ void default_to_shell(process_options& options) {
   if (options.shell.empty()) options.shell = "/bin/sh";
 }
 
-// Starts an exec; returns the child's pid (0 when it failed to start). The
-// _sync forms (`sync`) get pipes on all three fds by default; exec gets
-// /dev/null as stdin, since nobody can write to it. A stdin pipe receives
-// options.input and then closes.
-pid_t start(std::string command, std::vector<std::string> args, process_options options, bool sync,
-            exec_callback done, loop& l) {
+// Starts an exec, which owns itself until `done` has run. The _sync forms
+// (`sync`) get pipes on all three fds by default; exec gets /dev/null as
+// stdin, since nobody can write to it. A stdin pipe receives options.input and
+// then closes.
+std::shared_ptr<exec_run> start(std::string command, std::vector<std::string> args, process_options options,
+                                bool sync, exec_callback done, loop& l) {
   auto run = std::make_shared<exec_run>();
   run->done = std::move(done);
   run->max_buffer = options.max_buffer;
@@ -74,14 +74,47 @@ pid_t start(std::string command, std::vector<std::string> args, process_options 
     run->done(std::move(run->result));
   });
   if (timeout.count() > 0)
-    run->deadline.emplace(set_timeout(timeout, [raw] { raw->kill_all(uv_error(UV_ETIMEDOUT)); }, l));
+    run->deadline.emplace(scoped_timeout(timeout, [raw] { raw->kill_all(uv_error(UV_ETIMEDOUT)); }, l));
   if (stop.stop_possible())
     run->stop.emplace(l, std::move(stop), [raw] { raw->kill_all(uv_error(UV_ECANCELED)); });
   if (run->child.in().is_open()) {
     if (!input.empty()) run->child.in().write(buffer(input));
     run->child.in().end();
   }
-  return run->child.pid();
+  return run;
+}
+
+// co_await crew::exec(...): the run starts when awaited; an awaiter that goes
+// first (when_any's loser) ends the command as a stop request would.
+struct exec_operation final : detail::operation<exec_result> {
+  exec_operation(std::string c, std::vector<std::string> a, process_options o, bool shell, loop& l)
+      : operation(l), command(std::move(c)), args(std::move(a)), options(std::move(o)) {
+    if (shell) default_to_shell(options);
+  }
+
+  void start() override {
+    auto self = std::static_pointer_cast<exec_operation>(shared_from_this());
+    run = crew::start(std::move(command), std::move(args), std::move(options), false,
+                      [weak = std::weak_ptr<exec_operation>(self)](exec_result r) {
+                        if (auto op = weak.lock()) op->complete(std::move(r));
+                      },
+                      loop_);
+  }
+
+  void cancel() noexcept override {
+    if (auto r = run.lock()) r->kill_all(uv_error(UV_ECANCELED));
+  }
+
+  std::string command;
+  std::vector<std::string> args;
+  process_options options;
+  std::weak_ptr<exec_run> run;
+};
+
+awaitable<exec_result> exec_awaitable(std::string command, std::vector<std::string> args, process_options options,
+                                      bool shell, loop& l) {
+  return awaitable<exec_result>(
+      std::make_shared<exec_operation>(std::move(command), std::move(args), std::move(options), shell, l));
 }
 
 }  // namespace
@@ -95,14 +128,21 @@ void exec_file(std::string file, std::vector<std::string> args, process_options 
   start(std::move(file), std::move(args), std::move(options), false, std::move(done), l);
 }
 
-void exec_awaitable::await_suspend(std::coroutine_handle<> awaiting) {
-  request& r = *request_;
-  exec_callback resume = [&r, awaiting](exec_result outcome) {
-    r.result = std::move(outcome);
-    awaiting.resume();
-  };
-  if (r.shell) default_to_shell(r.options);
-  start(std::move(r.command), std::move(r.args), std::move(r.options), false, std::move(resume), *r.l);
+awaitable<exec_result> exec(std::string command, loop& l) {
+  return exec_awaitable(std::move(command), {}, process_options(), true, l);
+}
+
+awaitable<exec_result> exec(std::string command, const process_options& options, loop& l) {
+  return exec_awaitable(std::move(command), {}, options, true, l);
+}
+
+awaitable<exec_result> exec_file(std::string file, std::vector<std::string> args, loop& l) {
+  return exec_awaitable(std::move(file), std::move(args), process_options(), false, l);
+}
+
+awaitable<exec_result> exec_file(std::string file, std::vector<std::string> args, const process_options& options,
+                                 loop& l) {
+  return exec_awaitable(std::move(file), std::move(args), options, false, l);
 }
 
 spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args, process_options options) {
@@ -114,7 +154,7 @@ spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args,
     out.err = std::move(r.err);
     out.status = r.status;
     out.error = r.error;
-  }, private_loop);
+  }, private_loop)->child.pid();
   private_loop.run();
   return out;
 }

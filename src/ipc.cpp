@@ -11,7 +11,9 @@
 #include <string>
 
 #include "crew/message_port.hpp"
+#include "crew/timer.hpp"
 #include "detail/ipc_state.hpp"
+#include "detail/stop_relay.hpp"
 
 namespace crew {
 
@@ -89,7 +91,63 @@ void close_all(const message& m) noexcept {
 
 }  // namespace
 
+// A request() from its making to its end: listed with its channel by id
+// (so that a channel closing before the request starts ends it too) until the
+// reply comes, its timeout passes, its stop token is requested, or the channel
+// ends. Whichever comes first completes it; the others find it gone.
+struct ipc_request final : operation<result<message>> {
+  ipc_request(loop& l, ipc_state* c, message request, request_options o, std::stop_token s)
+      : operation(l), channel(c), m(std::move(request)), options(o), stop(std::move(s)) {}
+
+  void start() override {
+    std::error_code refused;
+    if (!channel || !channel->connected)
+      refused = make_error_code(errc::ipc_channel_closed);
+    else if (!m.value().is_object())
+      refused = uv_error(UV_EINVAL);
+    if (refused) {
+      forget();
+      return complete_later(refused);
+    }
+    m.value()["id"] = id;
+    auto self = std::static_pointer_cast<ipc_request>(shared_from_this());
+    hold = loop::keep_alive(loop_);
+    if (options.timeout.count() > 0)
+      deadline.emplace(scoped_timeout(options.timeout, [this] { finish(uv_error(UV_ETIMEDOUT)); }, loop_));
+    if (stop.stop_possible()) relay.emplace(loop_, std::move(stop), [this] { finish(uv_error(UV_ECANCELED)); });
+    channel->send(std::move(m), [weak = std::weak_ptr<ipc_request>(self)](std::error_code ec) {
+      if (auto r = weak.lock(); r && ec) r->finish(ec);
+    });
+  }
+
+  void cancel() noexcept override { forget(); }
+
+  // Leaves the channel's list and stops waiting. The caller holds a reference.
+  void forget() noexcept {
+    if (channel) channel->requests.erase(id);
+    channel = nullptr;
+    deadline.reset();
+    relay.reset();
+    hold = {};
+  }
+
+  void finish(result<message> outcome) {
+    forget();
+    complete(std::move(outcome));
+  }
+
+  ipc_state* channel;  // null once the request has left its channel
+  message m;
+  request_options options;
+  std::stop_token stop;
+  std::int64_t id = 0;
+  std::optional<timer> deadline;
+  std::optional<stop_relay> relay;
+  loop::keep_alive hold;  // a request waiting for its reply keeps the loop running
+};
+
 ipc_state::~ipc_state() {
+  for (auto& r : orphaned_requests) r->finish(make_error_code(errc::ipc_channel_closed));
   drop_sends();
   // A loop being destroyed closes its open handles: then, like the loop's
   // posts, completions are dropped rather than run inside ~loop, where what
@@ -105,6 +163,11 @@ void ipc_state::on_closing() noexcept {
   if (spinner) uv_close(reinterpret_cast<uv_handle_t*>(spinner), free_idle);
   if (turn) uv_close(reinterpret_cast<uv_handle_t*>(turn), free_idle);
   spinner = turn = nullptr;
+  for (auto& [id, r] : requests) {
+    r->channel = nullptr;
+    orphaned_requests.push_back(std::move(r));
+  }
+  requests.clear();
   if (closed_hook) closed_hook();
 }
 
@@ -441,8 +504,21 @@ void ipc_state::write_internal(std::string text) {
   flush();
 }
 
+bool ipc_state::answer(message& m) {
+  const message::value_type& v = m.value();
+  if (requests.empty() || !v.is_object()) return false;
+  auto id = v.find("id");
+  if (id == v.end() || !id->is_number_integer()) return false;
+  auto it = requests.find(id->get<std::int64_t>());
+  if (it == requests.end()) return false;
+  std::shared_ptr<ipc_request> r = it->second;
+  r->finish(std::move(m));
+  return true;
+}
+
 void ipc_state::deliver(message m, std::size_t bytes) {
   if (!owner) return close_all(m);
+  if (answer(m)) return;
   // Messages that come before anyone listens are kept (as Node does), up to a
   // bound, so a peer cannot grow this process without limit.
   if (!user || !early.empty()) {
@@ -567,6 +643,16 @@ bool ipc_channel::send(message m, error_callback done) {
     return false;
   }
   return s->send(std::move(m), std::move(done));
+}
+
+awaitable<result<message>> ipc_channel::request(message m, request_options options, std::stop_token stop) {
+  auto* s = state_as<ipc_state>();
+  auto r = std::make_shared<detail::ipc_request>(s ? s->loop : loop::current(), s, std::move(m), options, std::move(stop));
+  if (s) {
+    r->id = ++s->last_request_id;
+    s->requests.emplace(r->id, r);
+  }
+  return awaitable<result<message>>(std::move(r));
 }
 
 void ipc_channel::disconnect() {

@@ -54,6 +54,11 @@ loop::loop() : thread_(std::this_thread::get_id()) {
 
 loop::~loop() {
   destroying_ = true;
+  // Coroutines suspended on this loop would wait for ever: destroying their
+  // frames runs their locals' destructors (as a dropped post's captures are
+  // destroyed), which close the handles they own while those are still open.
+  // Each frame unlists itself.
+  while (frames_) std::coroutine_handle<>::from_address(frames_->frame).destroy();
   while (handles_) handles_->close();
   uv_close(reinterpret_cast<uv_handle_t*>(&async_), nullptr);
   // Runs the close callbacks and waits for thread-pool work still in flight,
@@ -139,9 +144,15 @@ loop::keep_alive& loop::keep_alive::operator=(keep_alive&& other) noexcept {
 }
 
 void loop::keep_alive::release() noexcept {
-  // Released through a post so that any thread may release; the referenced
-  // async handle wakes the loop to run it.
-  if (loop* l = std::exchange(loop_, nullptr)) l->post([l] { l->unhold(); });
+  loop* l = std::exchange(loop_, nullptr);
+  if (!l) return;
+  // Another thread releases through a post; the referenced async handle wakes
+  // the loop to run it. The loop's own thread releases at once: it may be
+  // destroying the loop (a dropped post's captures), which takes no posts then.
+  if (l->in_loop_thread())
+    l->unhold();
+  else
+    l->post([l] { l->unhold(); });
 }
 
 }  // namespace crew

@@ -295,7 +295,7 @@ struct connector {
       return;
     }
     if (options.timeout.count() > 0)
-      deadline.emplace(set_timeout(options.timeout, [this] {
+      deadline.emplace(scoped_timeout(options.timeout, [this] {
         timed_out = true;
         sock.close();  // libuv completes the request with ECANCELED
       }, l));

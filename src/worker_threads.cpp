@@ -59,6 +59,10 @@ std::atomic<int> last_thread_id{0};
 // it comes online and when it has finished.
 struct worker_state final : handle_state {
   explicit worker_state(crew::loop& l) : handle_state(l) {}
+  // exited()'s awaiters that the exit never reached: the worker's owner went first.
+  ~worker_state() override {
+    for (auto& waiter : exit_waiters) waiter->complete(uv_error(UV_ECANCELED));
+  }
   uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&async); }
   void on_closing() noexcept override;
 
@@ -75,6 +79,7 @@ struct worker_state final : handle_state {
   unique_function<void(worker_error_event)> on_error;
   unique_function<void(int)> on_exit;
   std::vector<unique_function<void(int)>> terminated;  // terminate()'s callbacks
+  std::vector<std::shared_ptr<operation<result<int>>>> exit_waiters;  // exited()'s
   bool online_emitted = false;
   bool joined = false;
 };
@@ -118,9 +123,11 @@ void worker_state::on_event() {
   if (shared->error && on_error) loop.invoke(on_error, worker_error_event{shared->error, shared->error_message});
   auto exit_fn = std::move(on_exit);
   auto done = std::move(terminated);
+  auto waiters = std::move(exit_waiters);
   close();  // the worker no longer keeps the loop alive; no callback after this
   if (exit_fn) loop.invoke(exit_fn, code);
   for (auto& fn : done) loop.invoke(fn, code);
+  for (auto& waiter : waiters) waiter->complete(code);
 }
 
 void worker_state::on_closing() noexcept {
@@ -276,6 +283,18 @@ void worker::on_error(unique_function<void(worker_error_event)> fn) {
 
 void worker::on_exit(unique_function<void(int)> fn) {
   if (auto* s = state_as<detail::worker_state>()) s->on_exit = std::move(fn);
+}
+
+awaitable<result<int>> worker::exited() {
+  auto* s = state_as<detail::worker_state>();
+  auto waiter = std::make_shared<detail::operation<result<int>>>(loop_ ? *loop_ : loop::current());
+  if (exit_code_)
+    waiter->complete(*exit_code_);
+  else if (s)
+    s->exit_waiters.push_back(waiter);
+  else
+    waiter->complete(uv_error(UV_ECANCELED));
+  return awaitable<result<int>>(std::move(waiter));
 }
 
 void worker::terminate(unique_function<void(int)> done) {

@@ -18,9 +18,9 @@
 #include <sys/types.h>
 
 #include <chrono>
-#include <coroutine>
 #include <csignal>
 #include <cstddef>
+#include <initializer_list>
 #include <map>
 #include <memory>
 #include <optional>
@@ -35,6 +35,7 @@
 #include "crew/ipc.hpp"
 #include "crew/loop.hpp"
 #include "crew/stream.hpp"
+#include "crew/task.hpp"
 
 namespace crew {
 
@@ -161,6 +162,19 @@ class child_process : private detail::handle_owner {
   void on_disconnect(event_callback fn) { channel_.on_disconnect(std::move(fn)); }
   void disconnect() { channel_.disconnect(); }
   bool connected() const noexcept { return channel_.connected(); }
+  /// A request to the child and its reply, through channel(): see ipc_channel::request().
+  awaitable<result<message>> request(message m, request_options options = {}, std::stop_token stop = {}) {
+    return channel_.request(std::move(m), options, std::move(stop));
+  }
+  awaitable<result<message>> request(std::initializer_list<message::value_type> m,  // GCC 12: name the message first
+                                     request_options options = {}, std::stop_token stop = {}) = delete;
+
+  /// Node's `await once(child, 'exit')`: co_await gives the exit status once
+  /// the process has exited (at once, without suspending, if it has already).
+  /// Errors: the spawn's error (ENOENT, EACCES, ...) when it never started;
+  /// ECANCELED when this object is closed or destroyed first. Does not replace
+  /// on_exit(); several coroutines may await it.
+  awaitable<result<exit_status>> exited();
 
   void on_spawn(event_callback fn);
   /// The spawn failed (ENOENT, EACCES, EMFILE, ...). kill() reports its own
@@ -209,16 +223,21 @@ class child_process : private detail::handle_owner {
   bool killed_ = false;
 };
 
+// Options default to `process_options()`, never `{}`: GCC 12 mis-compiles a
+// braced default argument inside co_await (`co_await run(crew::fork(path))`
+// would free memory twice; docs/async.md).
+
 /// Starts `command` with `args`. Never throws for a missing program or a failed
 /// start: they arrive as an error event (ENOENT, EACCES, EMFILE, ...).
-child_process spawn(std::string command, std::vector<std::string> args = {}, process_options options = {},
-                    loop& l = loop::current());
+child_process spawn(std::string command, std::vector<std::string> args = {},
+                    process_options options = process_options(), loop& l = loop::current());
 
 /// Node's fork(): starts `module` (a crew program, or a script run by
 /// options.exec_path, such as node) with an IPC channel on fd 3, and stdio
-/// inherited (or piped, when silent). Talk to it with send() and on_message().
-child_process fork(std::string module, std::vector<std::string> args = {}, process_options options = {},
-                   loop& l = loop::current());
+/// inherited (or piped, when silent). Talk to it with send() and on_message(),
+/// or request().
+child_process fork(std::string module, std::vector<std::string> args = {},
+                   process_options options = process_options(), loop& l = loop::current());
 
 /// What exec() and exec_file() report. `error` holds a failure to start (ENOENT),
 /// ETIMEDOUT when the timeout killed the command, ECANCELED when a stop request
@@ -250,41 +269,26 @@ void exec(std::string command, process_options options, exec_callback done, loop
 void exec_file(std::string file, std::vector<std::string> args, process_options options, exec_callback done,
                loop& l = loop::current());
 
-/// The awaitable form of exec() and exec_file(): `co_await` gives the
-/// exec_result. Starts when awaited; resumes the coroutine on the loop.
-class [[nodiscard]] exec_awaitable {
- public:
-  exec_awaitable(std::string command, std::vector<std::string> args, process_options options, bool shell, loop& l)
-      : request_(std::make_unique<request>(
-            request{std::move(command), std::move(args), std::move(options), shell, &l, {}})) {}
-  bool await_ready() const noexcept { return false; }
-  void await_suspend(std::coroutine_handle<> awaiting);
-  exec_result await_resume() { return std::move(request_->result); }
+/// `co_await crew::exec("ls -lh /usr")`: exec() as an awaitable; co_await gives
+/// the exec_result. The command starts when awaited; destroying the awaitable
+/// before it completes (when_any does, for the losers) terminates the command
+/// as a stop request would (ECANCELED).
+awaitable<exec_result> exec(std::string command, loop& l = loop::current());
+awaitable<exec_result> exec(std::string command, const process_options& options, loop& l = loop::current());
+/// Rejected at build time: an options struct made in the co_await expression
+/// (`co_await crew::exec(cmd, {.timeout = 1s})`) is what GCC 12 destroys
+/// twice. Name it first: `crew::process_options o{.timeout = 1s};`.
+awaitable<exec_result> exec(std::string command, process_options&& options,  // GCC 12: name the options first
+                            loop& l = loop::current()) = delete;
 
- private:
-  // Behind one pointer: GCC 12 may copy a co_await temporary bit by bit, which
-  // a std::string member (small-string buffer) does not survive.
-  struct request {
-    std::string command;
-    std::vector<std::string> args;
-    process_options options;
-    bool shell;
-    loop* l;
-    exec_result result;
-  };
-  std::unique_ptr<request> request_;
-};
-
-/// `co_await crew::exec("ls -lh /usr")`: exec() as an awaitable (see task.hpp).
-inline exec_awaitable exec(std::string command, process_options options = {}, loop& l = loop::current()) {
-  return {std::move(command), {}, std::move(options), true, l};
-}
-
-/// `co_await crew::exec_file("ls", {"-lh"})`: exec_file() as an awaitable.
-inline exec_awaitable exec_file(std::string file, std::vector<std::string> args = {}, process_options options = {},
-                                loop& l = loop::current()) {
-  return {std::move(file), std::move(args), std::move(options), false, l};
-}
+/// `co_await crew::exec_file("ls", args)`: exec_file() as an awaitable, as exec().
+awaitable<exec_result> exec_file(std::string file, std::vector<std::string> args = {}, loop& l = loop::current());
+awaitable<exec_result> exec_file(std::string file, std::vector<std::string> args, const process_options& options,
+                                 loop& l = loop::current());
+/// Rejected at build time, as exec()'s: name the options first.
+awaitable<exec_result> exec_file(std::string file, std::vector<std::string> args,
+                                 process_options&& options,  // GCC 12: name the options first
+                                 loop& l = loop::current()) = delete;
 
 /// What spawn_sync() reports (Node's {pid, output, stdout, stderr, status, signal, error}).
 struct spawn_sync_result {
@@ -302,14 +306,15 @@ struct spawn_sync_result {
 /// that group as exec() does, so a child that ignores SIGTERM cannot hang the
 /// call and leaves no zombie.
 spawn_sync_result spawn_sync(std::string command, std::vector<std::string> args = {},
-                             process_options options = {});
+                             process_options options = process_options());
 
 /// Runs `command` through /bin/sh (or options.shell) and returns its stdout.
 /// Throws std::system_error when it fails to start, times out, passes max_buffer
 /// or exits with a non-zero code (the message carries its stderr).
-std::string exec_sync(std::string command, process_options options = {});
+std::string exec_sync(std::string command, process_options options = process_options());
 
 /// Like exec_sync() without a shell (unless options.shell names one).
-std::string exec_file_sync(std::string file, std::vector<std::string> args = {}, process_options options = {});
+std::string exec_file_sync(std::string file, std::vector<std::string> args = {},
+                           process_options options = process_options());
 
 }  // namespace crew

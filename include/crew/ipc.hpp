@@ -16,7 +16,10 @@
 
 #include <chrono>
 #include <cstddef>
+#include <initializer_list>
+#include <stop_token>
 #include <system_error>
+#include <type_traits>
 #include <vector>
 
 #include "crew/detail/handle.hpp"
@@ -24,6 +27,7 @@
 #include "crew/error.hpp"
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
+#include "crew/task.hpp"
 
 namespace crew {
 
@@ -41,6 +45,16 @@ struct ipc_options {
   /// at most this much CPU time per message. 0 never spins. Default: 50 us.
   std::chrono::microseconds spin{50};
 };
+
+/// Options of ipc_channel::request().
+struct request_options {
+  std::chrono::milliseconds timeout{0};  ///< give up with ETIMEDOUT after this long; default: 0 (never)
+};
+// Written in braces inside co_await (`co_await ch.request(m, {.timeout = 1s})`),
+// which GCC 12 mis-compiles for a struct with a destructor (docs/async.md). The
+// stop token is therefore a parameter of its own.
+static_assert(std::is_trivially_destructible_v<request_options>,
+              "request_options is written in braces inside co_await: GCC 12 copies it bit by bit");
 
 /// One end of an IPC channel. Loop thread only.
 ///
@@ -86,7 +100,7 @@ class ipc_channel : private detail::handle_owner {
 
   /// Takes ownership of `fd`, a connected AF_UNIX SOCK_STREAM socket. Throws
   /// std::system_error if the loop cannot watch it.
-  ipc_channel(loop& l, int fd, ipc_options options = {});
+  ipc_channel(loop& l, int fd, ipc_options options = ipc_options());
 
   /// User messages. Messages that arrive before a callback is set are kept (up
   /// to ipc_options::max_early_bytes) and delivered, in order, on the loop turn
@@ -122,6 +136,35 @@ class ipc_channel : private detail::handle_owner {
   /// message ports or more than one descriptor; EBADF/EMFILE when the
   /// descriptor cannot be duplicated.
   bool send(message m, error_callback done = {});
+
+  /// A request and its reply, as `await` on a promise-based RPC over Node's
+  /// process.send reads: sends `m` (a JSON object) with an "id" member (a new
+  /// number per request, replacing any "id" it had) and completes with the
+  /// first user message whose "id" equals it: the reply, which on_message()
+  /// then does not see. A Node peer answers with
+  /// `process.on('message', m => process.send({id: m.id, result: ...}))`; a
+  /// crew peer likewise, through parent_channel(). A reply that comes after its
+  /// request ended (timed out, say) reaches on_message() as any message.
+  ///
+  /// co_await gives result<message>: the reply, or ETIMEDOUT after
+  /// options.timeout, ECANCELED when `stop` is requested, ERR_IPC_CHANNEL_CLOSED
+  /// when the channel is closed, disconnects or is closed before the reply,
+  /// EINVAL when `m` is not an object, or the send's own error. The request is
+  /// sent when awaited; while it waits, it keeps the loop alive (also on an
+  /// unreferenced parent_channel()). Destroying the awaitable forgets the
+  /// request. Requests in flight in both directions at once should not share
+  /// ids: give each side's requests their own channel, or answer with another
+  /// member than "id".
+  ///
+  ///   crew::message::value_type question = {{"op", "add"}, {"a", 1}, {"b", 2}};
+  ///   crew::result<crew::message> reply = co_await child.request(question, {.timeout = 1s});
+  ///   if (reply) std::cout << reply->value()["result"] << "\n";
+  awaitable<result<message>> request(message m, request_options options = {}, std::stop_token stop = {});
+  /// Rejected at build time: a braced JSON list in the co_await expression
+  /// (`co_await ch.request({{"op", "add"}})`) is what GCC 12 cannot compile
+  /// ("array used as initializer"). Name the message first.
+  awaitable<result<message>> request(std::initializer_list<message::value_type> m,  // GCC 12: name the message first
+                                     request_options options = {}, std::stop_token stop = {}) = delete;
 
   /// Stops sending and closes the channel, on a later turn, once queued messages
   /// are written (and a message with a descriptor acknowledged); the disconnect

@@ -16,6 +16,7 @@
 
 #include <uv.h>
 
+#include <coroutine>
 #include <exception>
 #include <mutex>
 #include <thread>
@@ -27,7 +28,16 @@ namespace crew {
 
 namespace detail {
 struct handle_state;
-}
+struct task_promise_base;
+
+/// A coroutine frame that belongs to a loop (a crew::task's): listed with the
+/// loop, which destroys the frames still there when it is destroyed itself.
+struct loop_frame {
+  void* frame = nullptr;  // std::coroutine_handle<>::address()
+  loop_frame* previous = nullptr;
+  loop_frame* next = nullptr;
+};
+}  // namespace detail
 
 /// An event loop. Not movable: handles point at it.
 ///
@@ -41,11 +51,12 @@ class loop {
   /// (for example EMFILE when the fd table is full).
   loop();
 
-  /// Closes every handle still open on this loop (their owners become inert: a
-  /// closed handle's methods do nothing), runs the close callbacks, drops posts
-  /// that never ran, and closes the uv loop. No callback of the user's runs
-  /// inside it, completions included (docs/lifetime.md): what they capture may
-  /// be gone already.
+  /// Destroys the coroutines (crew::task frames) still suspended on this loop,
+  /// which nothing can resume any more, closes every handle still open on it
+  /// (their owners become inert: a closed handle's methods do nothing), runs the
+  /// close callbacks, drops posts that never ran, and closes the uv loop. No
+  /// callback of the user's runs inside it, completions included
+  /// (docs/lifetime.md): what they capture may be gone already.
   ~loop();
 
   loop(const loop&) = delete;
@@ -116,6 +127,7 @@ class loop {
 
  private:
   friend struct detail::handle_state;
+  friend struct detail::task_promise_base;
 
   void fail(std::exception_ptr error) noexcept;
   void rethrow_failure();
@@ -131,6 +143,7 @@ class loop {
   bool destroying_ = false;                // ~loop() has begun: no user callback runs
   int holds_ = 0;                          // keep_alive count; loop thread only
   detail::handle_state* handles_ = nullptr;  // open crew handles; loop thread only
+  detail::loop_frame* frames_ = nullptr;     // crew::task frames not yet destroyed; loop thread only
 
   std::mutex posts_mutex_;
   std::vector<unique_function<void()>> posts_;  // guarded by posts_mutex_

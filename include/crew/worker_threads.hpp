@@ -35,13 +35,19 @@
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
 #include "crew/message_port.hpp"
+#include "crew/task.hpp"
 
 namespace crew {
 
 namespace detail {
 struct worker_state;
 void report_worker_messageerror(worker_state* state, std::error_code error);
-}
+
+/// What a worker runs: a function of no arguments returning void or an exit code.
+template <class F>
+concept worker_entry = std::is_invocable_v<F&> && (std::is_void_v<std::invoke_result_t<F&>> ||
+                                                   std::is_convertible_v<std::invoke_result_t<F&>, int>);
+}  // namespace detail
 
 /// Options of a worker.
 struct worker_options {
@@ -79,11 +85,14 @@ class worker : private detail::handle_owner {
 
   /// Starts `entry` on a new thread. entry returns void or an int exit code.
   /// Throws std::system_error if the thread cannot be made (EAGAIN).
-  template <class F>
-    requires(std::is_invocable_v<F&> &&
-             (std::is_void_v<std::invoke_result_t<F&>> || std::is_convertible_v<std::invoke_result_t<F&>, int>))
-  explicit worker(F entry, worker_options options = {}, loop& l = loop::current())
+  template <detail::worker_entry F>
+  explicit worker(F entry, worker_options options, loop& l = loop::current())
       : worker(wrap(std::move(entry)), std::move(options), l, 0) {}
+  /// The same with default options. An overload, not a default argument:
+  /// GCC 12 mis-compiles a defaulted options struct inside co_await
+  /// (docs/async.md).
+  template <detail::worker_entry F>
+  explicit worker(F entry, loop& l = loop::current()) : worker(wrap(std::move(entry)), worker_options{}, l, 0) {}
 
   worker(worker&&) noexcept = default;
   worker& operator=(worker&&) noexcept = default;
@@ -108,6 +117,11 @@ class worker : private detail::handle_owner {
   void on_messageerror(message_port::error_callback fn);
   void on_error(unique_function<void(worker_error_event)> fn);
   void on_exit(unique_function<void(int)> fn);
+
+  /// Node's `await once(worker, 'exit')`: co_await gives the exit code once
+  /// the worker has exited (at once, without suspending, if it has already).
+  /// ECANCELED when this object is destroyed first. Does not replace on_exit().
+  awaitable<result<int>> exited();
 
   /// Asks the worker to stop: its loop stops, its stop token is requested, its
   /// port closes. `done` runs with the exit code (1, as Node's terminate gives,

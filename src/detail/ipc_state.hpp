@@ -3,15 +3,20 @@
 
 #include <sys/socket.h>
 
+#include <cstdint>
 #include <deque>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "crew/ipc.hpp"
 
 namespace crew::detail {
+
+struct ipc_request;  // a request() waiting for its reply (ipc.cpp)
 
 struct ipc_state final : handle_state {
   using handle_state::handle_state;
@@ -58,6 +63,7 @@ struct ipc_state final : handle_state {
   void consume(std::string_view chunk);
   void handle_line(std::string_view line);
   void answered(std::error_code ec);  // the peer's NODE_HANDLE_ACK, or giving up on NACKs
+  bool answer(message& m);  // completes the request m replies to, if any
   void deliver(message m, std::size_t bytes);
   void deliver_early();
   void complete(ipc_channel::error_callback done, std::error_code ec);  // runs `done` on a later turn
@@ -88,6 +94,13 @@ struct ipc_state final : handle_state {
   std::deque<parked> early;         // user messages that came before on_message, or behind those
   std::size_t early_bytes = 0;      // the lines of `early`, bounded by options.max_early_bytes
   bool early_due = false;           // on_message was set: deliver `early` on the next turn
+
+  // Requests (ipc_channel::request): by id, until their reply. A closed
+  // channel's requests complete with ERR_IPC_CHANNEL_CLOSED once it is gone,
+  // after the call that closed it has returned.
+  std::map<std::int64_t, std::shared_ptr<ipc_request>> requests;
+  std::int64_t last_request_id = 0;
+  std::vector<std::shared_ptr<ipc_request>> orphaned_requests;
 
   // Writing
   std::deque<outgoing> queue;

@@ -181,4 +181,44 @@ TEST(examples, fork_node_talks_to_a_node_child_over_nodes_ipc) {
   unlink(script.c_str());
 }
 
+// rpc-parent's requests carry ids; each child, crew's and Node's, answers with
+// the id it got, and the parent prints the result of each.
+TEST(examples, rpc_parent_gets_each_reply_by_id_from_its_crew_child) {
+  auto r = crew::test::run_to_end(CREW_BIN "/rpc-parent", {});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_EQ(r.out, "1 + 10 = 11\n2 + 20 = 22\n3 + 30 = 33\n");
+}
+
+TEST(examples, rpc_parent_gets_each_reply_by_id_from_an_unchanged_node_child) {
+  auto r = crew::test::run_to_end(CREW_BIN "/rpc-parent", {CREW_EXAMPLES "/rpc-child.js"});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_EQ(r.out, "1 + 10 = 11\n2 + 20 = 22\n3 + 30 = 33\n");
+}
+
+TEST(examples, rpc_parent_reports_each_request_as_failed_when_its_child_exits_without_answering) {
+  auto r = crew::test::run_to_end(CREW_BIN "/rpc-parent", {"/no/such/script.js"});
+  EXPECT_EQ(r.status, (crew::exit_status{1, 0}));
+  EXPECT_EQ(r.out, "request 1: ERR_IPC_CHANNEL_CLOSED\nrequest 2: ERR_IPC_CHANNEL_CLOSED\nrequest 3: ERR_IPC_CHANNEL_CLOSED\n");
+}
+
+TEST(examples, rpc_child_answers_bad_requests_with_an_error_and_good_ones_with_the_sum) {
+  crew::loop l;
+  crew::child_process child = crew::fork(CREW_BIN "/rpc-child", {}, {}, l);
+  std::vector<std::string> replies;
+  child.on_message([&](crew::message m) {
+    replies.push_back(m.to_string());
+    if (replies.size() == 3) child.disconnect();
+  });
+  child.send(crew::message::value_type::array({1, 2}));
+  child.send(crew::message::value_type{{"id", 7}, {"op", "add"}, {"a", "x"}, {"b", 1}});
+  child.send(crew::message::value_type{{"id", 8}, {"op", "add"}, {"a", 2}, {"b", 40}});
+  std::optional<crew::exit_status> status;
+  child.on_exit([&](crew::exit_status s) { status = s; });
+  crew::test::run_within(l, std::chrono::seconds(30));
+  EXPECT_EQ(replies, (std::vector<std::string>{R"({"id":null,"error":"expected {op: \"add\", a, b}"})",
+                                               R"({"id":7,"error":"expected {op: \"add\", a, b}"})",
+                                               R"({"id":8,"result":42})"}));
+  EXPECT_EQ(status, (crew::exit_status{0, 0}));
+}
+
 }  // namespace

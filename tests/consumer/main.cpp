@@ -9,7 +9,7 @@ int main() {
   using namespace std::chrono_literals;
   crew::loop& loop = crew::loop::current();
   int steps = 0;
-  crew::timer t = crew::set_timeout(1ms, [&] { ++steps; });
+  crew::timer t = crew::scoped_timeout(1ms, [&] { ++steps; });
   crew::loop::keep_alive hold(loop);
   std::thread other([&] { loop.post([&] { ++steps, hold = {}; }); });
   crew::queue_work([] { return 40; }, [&](crew::result<int> r) { steps += r.value(); });

@@ -194,19 +194,16 @@ TEST(exec_file_sync, a_missing_program_throws_enoent) {
 
 namespace {
 
-// GCC 12 mis-copies temporaries with default member initializers (process_options{})
-// and braced lists inside a co_await expression: name them before awaiting.
+// A braced list of arguments goes into a named variable (GCC 12, docs/async.md).
 crew::task<std::string> uppercase_of(std::string word, crew::loop& l) {
-  crew::process_options options;
-  crew::exec_result r = co_await crew::exec("echo " + word + " | tr a-z A-Z", options, l);
+  crew::exec_result r = co_await crew::exec("echo " + word + " | tr a-z A-Z", l);
   co_return r.out;
 }
 
 crew::task<int> two_in_sequence(crew::loop& l, std::vector<std::string>& seen) {
   seen.push_back(co_await uppercase_of("first", l));
   std::vector<std::string> args{"%s", "second; literally"};
-  crew::process_options options;
-  crew::exec_result r = co_await crew::exec_file("printf", std::move(args), options, l);
+  crew::exec_result r = co_await crew::exec_file("printf", std::move(args), l);
   seen.push_back(r.out);
   co_return r.status.code;
 }
@@ -222,9 +219,7 @@ TEST(exec_awaitable, co_await_exec_reads_like_nodes_promise_api) {
 }
 
 crew::task<> missing_program(crew::loop& l, std::error_code& error) {
-  std::vector<std::string> no_args;
-  crew::process_options options;
-  crew::exec_result r = co_await crew::exec_file("crew-no-such-program", no_args, options, l);
+  crew::exec_result r = co_await crew::exec_file("crew-no-such-program", {}, l);
   error = r.error;
 }
 
@@ -237,8 +232,7 @@ TEST(exec_awaitable, a_failure_is_in_the_result) {
 }
 
 crew::task<> throws_after_exec(crew::loop& l) {
-  crew::process_options options;
-  (void)co_await crew::exec("true", options, l);
+  (void)co_await crew::exec("true", l);
   throw std::runtime_error("after exec");
 }
 

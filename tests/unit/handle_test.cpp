@@ -23,7 +23,7 @@ TEST(handle, destroying_the_owner_before_the_event_cancels_the_callback) {
   crew::loop l;
   bool fired = false;
   {
-    crew::timer t = crew::set_timeout(1ms, [&] { fired = true; }, l);
+    crew::timer t = crew::scoped_timeout(1ms, [&] { fired = true; }, l);
   }
   crew::test::run_within(l);
   EXPECT_FALSE(fired);
@@ -59,7 +59,7 @@ TEST(handle, a_callback_may_restart_its_timer_with_a_new_callback) {
 
 TEST(handle, a_loop_destroyed_with_handles_open_closes_them_and_detaches_their_owners) {
   std::optional<crew::loop> l(std::in_place);
-  crew::timer t = crew::set_interval(1ms, [] {}, *l);
+  crew::timer t = crew::scoped_interval(1ms, [] {}, *l);
   crew::signal_watcher w(*l);
   ASSERT_TRUE(t.is_open());
   l.reset();  // ASan would flag a leak of the blocks or a later touch of them
@@ -74,7 +74,7 @@ TEST(handle, a_loop_destroyed_with_handles_open_closes_them_and_detaches_their_o
 TEST(handle, moving_an_owner_moves_the_handle) {
   crew::loop l;
   int fired = 0;
-  crew::timer a = crew::set_timeout(1ms, [&] { ++fired; }, l);
+  crew::timer a = crew::scoped_timeout(1ms, [&] { ++fired; }, l);
   crew::timer b = std::move(a);
   EXPECT_FALSE(a.is_open());  // NOLINT(bugprone-use-after-move)
   EXPECT_TRUE(b.is_open());
@@ -86,7 +86,7 @@ TEST(handle, moving_an_owner_moves_the_handle) {
 
 TEST(handle, close_is_idempotent_and_unref_lets_the_loop_end) {
   crew::loop l;
-  crew::timer t = crew::set_interval(1ms, [] {}, l);
+  crew::timer t = crew::scoped_interval(1ms, [] {}, l);
   EXPECT_TRUE(t.has_ref());
   t.unref();
   EXPECT_FALSE(t.has_ref());

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <stop_token>
 
 #include "crew/child_process.hpp"
 #include "socket_support.hpp"
@@ -63,7 +64,7 @@ TEST(ipc, messages_sent_before_anyone_listens_are_kept) {
   int got = 0;
   p.a.send(1);
   p.a.send(2);
-  crew::timer later = crew::set_timeout(10ms, [&] {
+  crew::timer later = crew::scoped_timeout(10ms, [&] {
     p.b.on_message([&](crew::message m) {
       EXPECT_EQ(m.get<int>(), ++got);
       if (got == 2) p.b.disconnect();
@@ -367,7 +368,7 @@ TEST(ipc, messages_past_the_early_bound_are_dropped_with_err_queue_full) {
   peer.channel.on_error([&](std::error_code ec) { events.push_back(crew::error_name(ec)); });
   peer.write_raw("\"1234567\"\n\"abcdefg\"\n\"dropped\"\n");  // 9 bytes a line: two fit in 20
   write_with_fd(peer.fd, "{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":1}\n", probe.write_end);
-  crew::timer later = crew::set_timeout(20ms, [&] {
+  crew::timer later = crew::scoped_timeout(20ms, [&] {
     peer.channel.on_message([&](crew::message m) {
       events.push_back(m.to_string());
       if (events.size() == 4) peer.channel.disconnect();
@@ -483,6 +484,213 @@ TEST(ipc, a_bad_node_channel_fd_gives_no_channel) {
     EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << fd << ": " << r.err;
     EXPECT_EQ(r.out, "none\n") << fd;
   }
+}
+
+// ---- request(): a request and its reply, matched by "id"
+
+crew::task<crew::result<crew::message>> request_on(crew::ipc_channel& ch, json question,
+                                                   crew::request_options options) {
+  co_return co_await ch.request(question, options);
+}
+
+// Sends one request from p.a, then closes both channels, so that the loop ends.
+crew::task<crew::result<crew::message>> ask(channel_pair& p, json question, crew::request_options options = {},
+                                            std::stop_token stop = {}) {
+  crew::result<crew::message> reply = co_await p.a.request(question, options, std::move(stop));
+  p.a.close();
+  p.b.close();
+  co_return reply;
+}
+
+crew::task<> two_at_once(channel_pair& p, std::vector<std::string>& replies) {
+  json first = {{"a", 1}, {"b", 2}};
+  json second = {{"a", 10}, {"b", 20}};
+  auto [r1, r2] = co_await crew::when_all(p.a.request(first), p.a.request(second));
+  replies.push_back(r1 ? r1->to_string() : crew::error_name(r1.error()));
+  replies.push_back(r2 ? r2->to_string() : crew::error_name(r2.error()));
+  p.a.close();
+  p.b.close();
+}
+
+TEST(ipc_request, each_request_completes_with_the_reply_that_carries_its_id_whatever_their_order) {
+  crew::loop l;
+  channel_pair p(l);
+  // The peer holds the first request back and answers the second first.
+  std::vector<crew::message> held;
+  p.b.on_message([&](crew::message m) {
+    held.push_back(std::move(m));
+    if (held.size() < 2) return;
+    for (int i : {1, 0}) {
+      json& v = held[i].value();
+      p.b.send(json{{"id", v["id"]}, {"result", v["a"].get<int>() + v["b"].get<int>()}});
+    }
+  });
+  std::vector<std::string> replies;
+  crew::task<> t = two_at_once(p, replies);
+  crew::test::run_within(l);
+  t.await_resume();
+  EXPECT_EQ(replies, (std::vector<std::string>{R"({"id":1,"result":3})", R"({"id":2,"result":30})"}));
+}
+
+TEST(ipc_request, a_reply_goes_to_its_request_and_other_messages_to_on_message) {
+  crew::loop l;
+  channel_pair p(l);
+  p.b.on_message([&](crew::message m) {
+    p.b.send(json{{"id", 99}, {"note", "not a reply to anything"}});
+    p.b.send(json{{"id", m.value()["id"]}, {"result", "ok"}});
+  });
+  std::vector<std::string> others;
+  p.a.on_message([&](crew::message m) { others.push_back(m.to_string()); });
+  json question = {{"ask", true}};
+  crew::task<crew::result<crew::message>> t = ask(p, question);
+  crew::test::run_within(l);
+  crew::result<crew::message> reply = t.await_resume();
+  ASSERT_TRUE(reply) << crew::error_name(reply.error());
+  EXPECT_EQ(reply->to_string(), R"({"id":1,"result":"ok"})");
+  EXPECT_EQ(others, (std::vector<std::string>{R"({"id":99,"note":"not a reply to anything"})"}));
+}
+
+// p.b answers each request `delay` late with {id, result}; p.a keeps what
+// on_message() gets (a reply that came too late), and closes then.
+struct late_replies {
+  crew::timer answer;
+  std::vector<std::string> others;
+  late_replies(crew::loop& l, channel_pair& p, std::chrono::milliseconds delay, std::string result) : answer(l) {
+    p.b.on_message([this, &p, delay, result](crew::message m) {
+      answer.start(delay, {}, [&p, result, id = m.value()["id"]] { p.b.send(json{{"id", id}, {"result", result}}); });
+    });
+    p.a.on_message([this, &p](crew::message m) {
+      others.push_back(m.to_string());
+      p.a.close();
+    });
+  }
+};
+
+TEST(ipc_request, a_request_times_out_with_etimedout_and_its_late_reply_reaches_on_message) {
+  crew::loop l;
+  channel_pair p(l);
+  late_replies peer(l, p, 50ms, "late");
+  json question = {{"ask", true}};
+  crew::task<crew::result<crew::message>> t = request_on(p.a, question, {.timeout = 5ms});
+  crew::test::run_within(l);
+  crew::result<crew::message> reply = t.await_resume();
+  EXPECT_EQ(crew::error_name(reply.error()), "ETIMEDOUT");
+  EXPECT_EQ(peer.others, (std::vector<std::string>{R"({"id":1,"result":"late"})"}));
+}
+
+TEST(ipc_request, a_stop_request_ends_a_request_with_ecanceled) {
+  crew::loop l;
+  channel_pair p(l);
+  p.b.on_message([](crew::message) {});  // never answers
+  std::stop_source stop;
+  json question = {{"ask", true}};
+  crew::task<crew::result<crew::message>> t = ask(p, question, {}, stop.get_token());
+  crew::set_timeout(5ms, [&] { stop.request_stop(); }, l);
+  crew::test::run_within(l);
+  EXPECT_EQ(crew::error_name(t.await_resume().error()), "ECANCELED");
+}
+
+TEST(ipc_request, a_peer_that_disconnects_ends_its_pending_requests_with_err_ipc_channel_closed) {
+  crew::loop l;
+  channel_pair p(l);
+  p.b.on_message([&](crew::message) { p.b.disconnect(); });
+  json question = {{"ask", true}};
+  crew::task<crew::result<crew::message>> t = ask(p, question);
+  crew::test::run_within(l);
+  EXPECT_EQ(crew::error_name(t.await_resume().error()), "ERR_IPC_CHANNEL_CLOSED");
+}
+
+TEST(ipc_request, closing_the_channel_ends_its_requests_after_close_returns) {
+  crew::loop l;
+  channel_pair p(l);
+  json question = {{"ask", true}};
+  crew::task<crew::result<crew::message>> t = ask(p, question);
+  p.a.close();
+  EXPECT_FALSE(t.done()) << "not inside close()";
+  crew::test::run_within(l);
+  ASSERT_TRUE(t.done());
+  EXPECT_EQ(crew::error_name(t.await_resume().error()), "ERR_IPC_CHANNEL_CLOSED");
+}
+
+crew::task<> await_both(crew::awaitable<crew::result<crew::message>>& first,
+                        crew::awaitable<crew::result<crew::message>>& second, std::vector<std::string>& seen) {
+  crew::result<crew::message> a = co_await first;
+  seen.push_back(crew::error_name(a.error()));
+  crew::result<crew::message> b = co_await second;
+  seen.push_back(crew::error_name(b.error()));
+}
+
+TEST(ipc_request, a_request_made_before_its_channel_closed_or_on_no_channel_gets_err_ipc_channel_closed) {
+  crew::loop l;
+  channel_pair p(l);
+  auto pending = p.a.request(json{{"ask", true}});
+  p.a.close();
+  crew::ipc_channel never_opened;
+  auto on_nothing = never_opened.request(json{{"ask", true}});
+  std::vector<std::string> seen;
+  crew::task<> t = await_both(pending, on_nothing, seen);
+  crew::test::run_within(l);
+  t.await_resume();
+  EXPECT_EQ(seen, (std::vector<std::string>{"ERR_IPC_CHANNEL_CLOSED", "ERR_IPC_CHANNEL_CLOSED"}));
+}
+
+TEST(ipc_request, a_request_that_is_not_an_object_gets_einval) {
+  crew::loop l;
+  channel_pair p(l);
+  crew::task<crew::result<crew::message>> t = ask(p, json::array({1, 2}));
+  crew::test::run_within(l);
+  EXPECT_EQ(crew::error_name(t.await_resume().error()), "EINVAL");
+}
+
+TEST(ipc_request, a_pending_request_keeps_the_loop_alive_even_on_an_unreferenced_channel) {
+  crew::loop l;
+  channel_pair p(l);
+  p.a.unref();
+  p.b.unref();
+  crew::timer answer(l);
+  p.b.on_message([&](crew::message m) {
+    answer.start(20ms, {}, [&, id = m.value()["id"]] { p.b.send(json{{"id", id}}); });
+  });
+  p.b.unref();  // on_message referenced it
+  json question = {{"ask", true}};
+  crew::task<crew::result<crew::message>> t = ask(p, question);
+  crew::test::run_within(l);
+  ASSERT_TRUE(t.done());
+  EXPECT_TRUE(t.await_resume());
+}
+
+crew::task<std::size_t> request_or_sleep(crew::ipc_channel& ch, crew::loop& l) {
+  json question = {{"ask", true}};
+  auto first = co_await crew::when_any(ch.request(question), crew::sleep(5ms, l));
+  co_return first.index();
+}
+
+TEST(ipc_request, a_request_dropped_by_when_any_is_forgotten_and_its_reply_reaches_on_message) {
+  crew::loop l;
+  channel_pair p(l);
+  late_replies peer(l, p, 30ms, "after the race");
+  crew::task<std::size_t> t = request_or_sleep(p.a, l);
+  crew::test::run_within(l);
+  EXPECT_EQ(t.await_resume(), 1u) << "the sleep won";
+  EXPECT_EQ(peer.others, (std::vector<std::string>{R"({"id":1,"result":"after the race"})"}));
+}
+
+crew::task<crew::result<crew::message>> ask_then_disconnect(crew::child_process& child, json question) {
+  crew::result<crew::message> reply = co_await child.request(question);
+  child.disconnect();  // the echo child exits when its channel closes
+  co_return reply;
+}
+
+TEST(ipc_request, a_crew_child_that_echoes_answers_a_request) {
+  crew::loop l;
+  crew::child_process child = crew::fork(CREW_FIXTURE, {"echo"}, {}, l);
+  json question = {{"op", "echo"}, {"id", "replaced"}};
+  crew::task<crew::result<crew::message>> t = ask_then_disconnect(child, question);
+  crew::test::run_within(l, 20s);
+  ASSERT_TRUE(t.done());
+  crew::result<crew::message> reply = t.await_resume();
+  ASSERT_TRUE(reply) << crew::error_name(reply.error());
+  EXPECT_EQ(reply->to_string(), R"({"op":"echo","id":1})");
 }
 
 }  // namespace

@@ -106,7 +106,7 @@ TEST(loop, an_exception_from_a_callback_stops_the_loop_and_leaves_run) {
   bool later_timer_ran = false;
   l.post([] { throw std::runtime_error("boom"); });
   crew::loop::keep_alive hold(l);
-  crew::timer later = crew::set_timeout(50ms, [&] { later_timer_ran = true; }, l);
+  crew::timer later = crew::scoped_timeout(50ms, [&] { later_timer_ran = true; }, l);
   EXPECT_THROW(l.run(), std::runtime_error);
   EXPECT_FALSE(later_timer_ran);
   // The loop is still usable afterwards.
@@ -130,7 +130,7 @@ TEST(loop, posts_never_run_are_destroyed_with_the_loop) {
 TEST(loop, stop_makes_run_return_while_handles_are_active) {
   crew::loop l;
   int ticks = 0;
-  crew::timer t = crew::set_interval(1ms, [&] {
+  crew::timer t = crew::scoped_interval(1ms, [&] {
     if (++ticks == 3) l.stop();
   }, l);
   crew::test::run_within(l);
@@ -141,7 +141,7 @@ TEST(loop, stop_makes_run_return_while_handles_are_active) {
 TEST(loop, run_once_reports_whether_work_remains) {
   crew::loop l;
   bool fired = false;
-  crew::timer t = crew::set_timeout(1ms, [&] { fired = true; }, l);
+  crew::timer t = crew::scoped_timeout(1ms, [&] { fired = true; }, l);
   while (l.run_once()) {
   }
   EXPECT_TRUE(fired);

@@ -13,7 +13,7 @@ using namespace std::chrono_literals;
 
 // Raises the signal from a loop callback, once the watchers are installed.
 void raise_soon(crew::loop& l, int signum, crew::timer& t) {
-  t = crew::set_timeout(1ms, [signum] { uv_kill(uv_os_getpid(), signum); }, l);
+  t = crew::scoped_timeout(1ms, [signum] { uv_kill(uv_os_getpid(), signum); }, l);
 }
 
 TEST(signal, a_watcher_receives_its_signal_on_the_loop) {
@@ -58,7 +58,7 @@ TEST(signal, a_oneshot_watcher_fires_once_and_stops) {
   w.ref();
   crew::timer first(l), second(l);
   raise_soon(l, SIGUSR1, first);
-  second = crew::set_timeout(20ms, [] { uv_kill(uv_os_getpid(), SIGUSR1); }, l);
+  second = crew::scoped_timeout(20ms, [] { uv_kill(uv_os_getpid(), SIGUSR1); }, l);
   crew::test::run_within(l);
   EXPECT_EQ(calls, 1);
   EXPECT_EQ(w.signum(), 0);

@@ -51,7 +51,7 @@ TEST(stream, write_reports_back_pressure_and_drain_follows) {
     drained = true;
     cat.in().end();
   });
-  crew::timer later = crew::set_timeout(20ms, [&] { cat.out().resume(); }, l);
+  crew::timer later = crew::scoped_timeout(20ms, [&] { cat.out().resume(); }, l);
   crew::test::run_within(l);
   EXPECT_TRUE(drained);
   EXPECT_EQ(received, sent);
@@ -96,7 +96,7 @@ TEST(stream, writes_still_queued_when_the_stream_closes_complete_with_ecanceled)
   std::vector<std::error_code> outcomes;
   std::string chunk(256 * 1024, 'x');
   for (int i = 0; i < 16; ++i) cat.in().write(chunk, [&](std::error_code ec) { outcomes.push_back(ec); });
-  crew::timer later = crew::set_timeout(20ms, [&] {
+  crew::timer later = crew::scoped_timeout(20ms, [&] {
     cat.in().close();
     EXPECT_TRUE(outcomes.empty() || outcomes.back() != std::errc::operation_canceled)
         << "a completion ran inside close()";

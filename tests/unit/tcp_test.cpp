@@ -139,8 +139,8 @@ TEST(tcp, a_server_listens_on_ipv6_and_on_every_interface) {
   };
   expect_echo("::1", *port6);
   expect_echo("127.0.0.1", *port_any);  // "" takes IPv4 clients too
-  crew::timer stop = crew::set_timeout(crew::test::scaled(5s), [&] { l.stop(); }, l);
-  crew::timer check = crew::set_interval(10ms, [&] {
+  crew::timer stop = crew::scoped_timeout(crew::test::scaled(5s), [&] { l.stop(); }, l);
+  crew::timer check = crew::scoped_interval(10ms, [&] {
     if (answers == 2) l.stop();
   }, l);
   l.run();
@@ -168,7 +168,7 @@ TEST(tcp, an_adopted_connection_arrives_on_a_later_turn_and_is_counted) {
   EXPECT_EQ(echo.server.connections(), 1u);
   send(pair[1], "abc", 3, MSG_NOSIGNAL);
   std::string back;
-  crew::timer poll = crew::set_interval(5ms, [&] {
+  crew::timer poll = crew::scoped_interval(5ms, [&] {
     char buffer[8];
     ssize_t n = recv(pair[1], buffer, sizeof buffer, MSG_DONTWAIT);
     if (n > 0) back.append(buffer, static_cast<std::size_t>(n));
@@ -214,11 +214,11 @@ TEST(tcp, a_paused_server_leaves_connections_in_the_queue_until_resumed) {
   int fd = crew::test::connect_to(port);  // the kernel completes it: it waits in the backlog
   ASSERT_GE(fd, 0);
   bool seen_while_paused = false;
-  crew::timer resume = crew::set_timeout(50ms, [&] {
+  crew::timer resume = crew::scoped_timeout(50ms, [&] {
     seen_while_paused = echo.connections_seen > 0;
     echo.server.resume();
   }, l);
-  crew::timer done = crew::set_interval(5ms, [&] {
+  crew::timer done = crew::scoped_interval(5ms, [&] {
     if (echo.connections_seen > 0) {
       close(fd);
       echo.server.close();
@@ -246,7 +246,7 @@ TEST(tcp, close_takes_queued_connections_tells_the_owner_and_waits_for_each_to_e
   EXPECT_FALSE(draining || done) << "close() ran a callback inside itself";
   EXPECT_FALSE(echo.server.is_open());
   EXPECT_NE(crew::test::connect_to(port), queued) << "still accepting";
-  crew::timer reader = crew::set_timeout(20ms, [&] {
+  crew::timer reader = crew::scoped_timeout(20ms, [&] {
     char buffer[8];
     EXPECT_EQ(recv(queued, buffer, sizeof buffer, 0), 0);  // the server ended it
     close(queued);
@@ -310,7 +310,7 @@ TEST(tcp, a_server_destroyed_in_any_state_runs_no_callback_afterwards) {
     draining.close([&] { ++drained; });
     close(pair[1]);
   }
-  crew::timer end = crew::set_timeout(20ms, [&] { held.reset(); }, l);
+  crew::timer end = crew::scoped_timeout(20ms, [&] { held.reset(); }, l);
   crew::test::run_within(l);
   EXPECT_EQ(drained, 1);
 }
@@ -383,7 +383,7 @@ TEST(tcp, a_full_descriptor_table_pauses_accepting_without_spinning_and_recovers
       l.stop();
     }
   });
-  crew::timer limit = crew::set_timeout(crew::test::scaled(10s), [&] { l.stop(); }, l);
+  crew::timer limit = crew::scoped_timeout(crew::test::scaled(10s), [&] { l.stop(); }, l);
   l.run();
   limit.close();
   ASSERT_GT(port, 0) << out;

@@ -163,7 +163,7 @@ TEST(worker, terminate_stops_an_idle_worker_whose_timer_would_keep_it_alive) {
   crew::loop loop;
   bool timer_made = false;
   worker w([&] {
-    static thread_local crew::timer forever = crew::set_interval(1h, [] {});
+    static thread_local crew::timer forever = crew::scoped_interval(1h, [] {});
     timer_made = forever.active();
     EXPECT_FALSE(crew::parent_port()->post_message("idle"));
   });

@@ -73,7 +73,7 @@ struct handle_state {
 /// The block of a handle with one uv handle of type Uv and one callback, such
 /// as a timer or a signal watcher.
 template <class Uv, class Signature>
-struct callback_handle_state final : handle_state {
+struct callback_handle_state : handle_state {
   using handle_state::handle_state;
   uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&handle); }
 
