@@ -177,7 +177,7 @@ TEST(stream, a_reader_set_a_while_after_spawn_gets_the_first_line) {
   crew::child_process child = crew::spawn("sh", {"-c", "echo first; sleep 0.3; echo second"}, {}, l);
   std::string read;
   // As in the trial that found the bug: on_data set a while after spawn, the child still running.
-  crew::timer later = crew::set_timeout(150ms, [&] {
+  crew::timer later = crew::scoped_timeout(150ms, [&] {
     child.out().on_data([&](std::string_view s) { read += s; });
   }, l);
   crew::test::run_within(l);
