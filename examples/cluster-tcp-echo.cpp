@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include <cstdio>
-#include <cstring>
 #include <list>
 #include <string>
 #include <thread>
@@ -66,9 +65,7 @@ int main(int argc, char** argv) {
   if (crew::cluster::is_worker()) return serve(port);
 
   long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()));
-  std::optional<crew::cluster::policy> policy = crew::cluster::policy::round_robin;
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], "--policy") == 0) policy = crew::cluster::policy_named(argv[i + 1]);
+  auto policy = crew::cluster::policy_named(examples::text(argc, argv, "--policy", "round_robin"));
   if (!policy || workers < 1 || !examples::only(argc, argv, {"--port", "--workers", "--policy"})) {
     std::fprintf(stderr, "usage: cluster-tcp-echo [--port P] [--workers N] [--policy round_robin|shared|reuseport]\n");
     return 2;

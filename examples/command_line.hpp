@@ -8,11 +8,17 @@
 
 namespace examples {
 
+/// The text after `name` on the command line, or `fallback` when absent.
+inline const char* text(int argc, char** argv, const char* name, const char* fallback) {
+  for (int i = 1; i + 1 < argc; ++i)
+    if (std::strcmp(argv[i], name) == 0) return argv[i + 1];
+  return fallback;
+}
+
 /// The number after `name` on the command line, or `fallback` when absent.
 inline long option(int argc, char** argv, const char* name, long fallback) {
-  for (int i = 1; i + 1 < argc; ++i)
-    if (std::strcmp(argv[i], name) == 0) return std::atol(argv[i + 1]);
-  return fallback;
+  const char* given = text(argc, argv, name, nullptr);
+  return given ? std::atol(given) : fallback;
 }
 
 /// Whether the command line is only `flags`, each followed by its value.
