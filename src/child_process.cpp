@@ -63,7 +63,7 @@ struct child_process::state final : detail::handle_state {
   std::optional<detail::stop_relay> stop;
   // exited()'s awaiters: told at exit, or of the spawn's failure; ECANCELED
   // (once the call that closed the block has returned) when it closes first.
-  std::vector<std::shared_ptr<detail::operation<result<exit_status>>>> exit_waiters;
+  detail::waiters<result<exit_status>> exit_waiters;
 
   ~state() override {
     notify_exit(uv_error(UV_ECANCELED));
@@ -71,7 +71,7 @@ struct child_process::state final : detail::handle_state {
   }
 
   void notify_exit(const result<exit_status>& outcome) {
-    for (auto& waiter : std::exchange(exit_waiters, {})) waiter->complete(outcome);
+    exit_waiters.complete_all(outcome);
   }
 
   bool attached() const noexcept { return owner != nullptr && !closing; }
@@ -393,7 +393,7 @@ awaitable<result<exit_status>> child_process::exited() {
   if (status_)
     waiter->complete(pid_ ? result<exit_status>(*status_) : result<exit_status>(uv_error(status_->code)));
   else if (s)
-    s->exit_waiters.push_back(waiter);
+    s->exit_waiters.add(waiter);
   else
     waiter->complete(uv_error(UV_ECANCELED));
   return awaitable<result<exit_status>>(std::move(waiter));

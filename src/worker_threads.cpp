@@ -61,7 +61,7 @@ struct worker_state final : handle_state {
   explicit worker_state(crew::loop& l) : handle_state(l) {}
   // exited()'s awaiters that the exit never reached: the worker's owner went first.
   ~worker_state() override {
-    for (auto& waiter : exit_waiters) waiter->complete(uv_error(UV_ECANCELED));
+    exit_waiters.complete_all(uv_error(UV_ECANCELED));
   }
   uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&async); }
   void on_closing() noexcept override;
@@ -79,7 +79,7 @@ struct worker_state final : handle_state {
   unique_function<void(worker_error_event)> on_error;
   unique_function<void(int)> on_exit;
   std::vector<unique_function<void(int)>> terminated;  // terminate()'s callbacks
-  std::vector<std::shared_ptr<operation<result<int>>>> exit_waiters;  // exited()'s
+  waiters<result<int>> exit_waiters;  // exited()'s
   bool online_emitted = false;
   bool joined = false;
 };
@@ -127,7 +127,7 @@ void worker_state::on_event() {
   close();  // the worker no longer keeps the loop alive; no callback after this
   if (exit_fn) loop.invoke(exit_fn, code);
   for (auto& fn : done) loop.invoke(fn, code);
-  for (auto& waiter : waiters) waiter->complete(code);
+  waiters.complete_all(code);
 }
 
 void worker_state::on_closing() noexcept {
@@ -291,7 +291,7 @@ awaitable<result<int>> worker::exited() {
   if (exit_code_)
     waiter->complete(*exit_code_);
   else if (s)
-    s->exit_waiters.push_back(waiter);
+    s->exit_waiters.add(waiter);
   else
     waiter->complete(uv_error(UV_ECANCELED));
   return awaitable<result<int>>(std::move(waiter));

@@ -256,6 +256,26 @@ class operation : public std::enable_shared_from_this<operation<T>> {
   bool starting_ = false;
 };
 
+/// Operations waiting for one event (a child's or a worker's exit), held
+/// weakly: an awaitable dropped before the event (a when_any loser) frees its
+/// operation at once instead of leaving it here until the event.
+template <class T>
+class waiters {
+ public:
+  void add(const std::shared_ptr<operation<T>>& op) {
+    std::erase_if(list_, [](const std::weak_ptr<operation<T>>& w) { return w.expired(); });
+    list_.push_back(op);
+  }
+  /// Completes every operation still awaited with v; none can join meanwhile.
+  void complete_all(const T& v) {
+    for (auto& w : std::exchange(list_, {}))
+      if (std::shared_ptr<operation<T>> op = w.lock()) op->complete(v);
+  }
+
+ private:
+  std::vector<std::weak_ptr<operation<T>>> list_;
+};
+
 }  // namespace detail
 
 /// One of crew's asynchronous operations, as a coroutine awaits it: `co_await`
