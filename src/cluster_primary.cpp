@@ -289,6 +289,8 @@ worker_process& primary_state::start(environment env, int restarts_so_far) {
   w.process_.on_message([this, &w](message m) { fire(&primary_state::message_event, w, std::move(m)); });
   w.process_.on_disconnect([this, &w] { worker_disconnected(w); });
   w.process_.on_exit([this, id](exit_status status) { process_exited(id, status); });
+  // A fork that failed (ENOENT, EMFILE) has no exit event: its error ends it.
+  w.process_.on_error([this, id](std::error_code ec) { process_exited(id, {ec.value(), 0}); });
   if (fork_event)
     defer([this, id] {
       if (closing) return;

@@ -201,6 +201,24 @@ TEST(cluster, a_killed_worker_is_replaced_and_a_crash_loop_stops) {
   EXPECT_NE(listened[0], listened[1]);
 }
 
+// A worker whose program cannot be started (ENOENT) exits as any other
+// worker does: the exit event comes, and a shutdown completes.
+TEST(cluster, a_worker_that_cannot_be_started_exits_and_shutdown_completes) {
+  crew::loop loop;
+  primary p({.exec = "/nonexistent/crew-worker"}, loop);
+  std::vector<int> exits;
+  bool shut_down = false;
+  p.on_exit([&](worker_process&, crew::exit_status s) {
+    exits.push_back(s.code);
+    p.shutdown([&] { shut_down = true; });
+  });
+  p.fork();
+  crew::test::run_within(loop, 30s);
+  EXPECT_EQ(exits, (std::vector<int>{crew::uv_error(UV_ENOENT).value()}));
+  EXPECT_TRUE(shut_down);
+  EXPECT_TRUE(p.workers().empty());
+}
+
 // A reload whose replacement dies before listening (a broken build on disk)
 // fails with ESRCH; the replacement is not restarted, and the old worker
 // keeps serving alone.
