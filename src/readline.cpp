@@ -25,7 +25,8 @@ struct readline::state {
   line_callback line;
   event_callback close_event;
   error_callback error;
-  std::string pending;  // bytes received and not yet split: held while paused
+  std::string pending;  // bytes received and not yet split, from pending_at: held while paused
+  std::size_t pending_at = 0;  // an offset, so that a pause per line does not move the rest each time
   std::string partial;  // the current line's start, from earlier chunks
   std::error_code failure;
   clock::time_point return_at;  // when a chunk ending in "\r" came
@@ -61,7 +62,7 @@ struct readline::state {
       chunk.remove_prefix(1);
     chunk_ended_in_return = !chunk.empty() && chunk.back() == '\r';
     if (chunk_ended_in_return) return_at = now;
-    if (!pending.empty()) {  // held lines come first
+    if (holding()) {  // held lines come first
       pending.append(chunk);
       return drain();
     }
@@ -69,11 +70,16 @@ struct readline::state {
     if (open && used < chunk.size()) pending.assign(chunk.substr(used));
   }
 
+  bool holding() const noexcept { return pending_at < pending.size(); }
+
   void drain() {
-    std::size_t used = split(pending);
+    pending_at += split(std::string_view(pending).substr(pending_at));
     if (!open) return;
-    pending.erase(0, used);
-    if (pending.empty() && ended && !paused) finish();
+    if (!holding()) {
+      pending.clear();
+      pending_at = 0;
+    }
+    if (!holding() && ended && !paused) finish();
   }
 
   // Delivers the lines of `data` until paused or closed; keeps a last piece
@@ -124,7 +130,7 @@ struct readline::state {
     if (!open || ended) return;
     ended = true;
     failure = ec;
-    if (!paused && pending.empty()) finish();
+    if (!paused && !holding()) finish();
   }
 
   void finish() {
@@ -201,7 +207,7 @@ void readline::resume() {
   // The stream resumes now, while it is surely alive; the held lines go out
   // on a later turn, and a chunk that comes first queues behind them.
   if (!state_->ended) input_->resume();
-  if (!state_->pending.empty() || state_->ended)
+  if (state_->holding() || state_->ended)
     state_->loop.post([self = state_] {
       if (self->open && !self->paused) self->drain();
     });
