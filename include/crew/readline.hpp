@@ -46,8 +46,10 @@ struct readline_options {
   std::chrono::milliseconds crlf_delay{100};
   /// The longest line kept, in bytes without its line ending. A longer line is
   /// dropped and reported to on_error as ERR_LINE_TOO_LONG; the lines after
-  /// it arrive as usual, and memory stays bounded by this. Default: no limit, as in Node.
-  std::size_t max_line_length = std::numeric_limits<std::size_t>::max();
+  /// it arrive as usual, and memory stays bounded by this. Default: 1 MiB, where
+  /// Node has no limit, so that a peer that never ends a line cannot grow memory
+  /// without bound (std::numeric_limits<std::size_t>::max() for none).
+  std::size_t max_line_length = std::size_t{1} << 20;
 };
 
 /// Splits a stream's bytes into lines. Loop thread only; move-only.
