@@ -176,8 +176,11 @@ TEST(stream, a_reader_set_a_while_after_spawn_gets_the_first_line) {
   crew::loop l;
   crew::child_process child = crew::spawn("sh", {"-c", "echo first; sleep 0.3; echo second"}, {}, l);
   std::string read;
-  // As in the trial that found the bug: on_data set a while after spawn, the child still running.
-  crew::timer later = crew::scoped_timeout(150ms, [&] {
+  // As in the trial that found the bug: on_data set a while after spawn, once
+  // the first line has come (kept, with no reader) or the child has exited.
+  crew::timer later = crew::scoped_interval(5ms, [&] {
+    if (child.out().readable_length() == 0 && !child.status()) return;
+    later.stop();
     child.out().on_data([&](std::string_view s) { read += s; });
   }, l);
   crew::test::run_within(l);
