@@ -1,6 +1,7 @@
 // Bytes out: the response API, its checks (nothing but HTTP reaches the wire),
 // rendering of heads and bodies, and writing a connection's answers in
 // request order, several at once when pipelined, each batch in one buffer.
+#include <algorithm>
 #include <charconv>
 #include <cstring>
 
@@ -9,13 +10,13 @@
 namespace crew::http {
 namespace detail {
 
+bool token_char(char c) noexcept {
+  bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
+  return alnum || std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
 bool token(std::string_view name) noexcept {
-  if (name.empty()) return false;
-  for (char c : name) {
-    bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    if (!alnum && std::string_view("!#$%&'*+-.^_`|~").find(c) == std::string_view::npos) return false;
-  }
-  return true;
+  return !name.empty() && std::all_of(name.begin(), name.end(), token_char);
 }
 
 namespace {

@@ -200,7 +200,9 @@ struct server_state final : crew::detail::handle_state {
 
 /// The parser's callbacks (http_parser.cpp).
 extern const llhttp_settings_t parser_settings;
-/// Whether name is an RFC 9110 token (a header field name), in http_response.cpp.
+/// RFC 9110 5.6.2: whether c is a tchar, and name a token (a header field
+/// name); in http_response.cpp.
+bool token_char(char c) noexcept;
 bool token(std::string_view name) noexcept;
 
 /// Whether `name` (any case) equals `lower` (lower case).
