@@ -272,7 +272,7 @@ void response::send(std::string body, std::string content_type) {
 
 void response::json(const message::value_type& value) {
   std::string text;
-  message(value).append_to(text);
+  message::append_json(text, value);
   send(std::move(text), "application/json");
 }
 

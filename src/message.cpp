@@ -317,7 +317,7 @@ std::string message::to_string() const {
   return text;
 }
 
-void message::append_to(std::string& out) const { write_json(out, value_); }
+void message::append_json(std::string& out, const value_type& value) { write_json(out, value); }
 
 result<message> message::parse(std::string_view text) {
   if (!plausible(text, max_depth)) return errc::invalid_message;

@@ -127,7 +127,9 @@ class message {
   std::string to_string() const;
 
   /// Appends to_string()'s text to `out` (no temporary string).
-  void append_to(std::string& out) const;
+  void append_to(std::string& out) const { append_json(out, value_); }
+  /// The same for a value that is not in a message (no copy of it).
+  static void append_json(std::string& out, const value_type& value);
 
   /// Parses one JSON text. Errors: ERR_INVALID_MESSAGE for text that is not JSON,
   /// not UTF-8, or nested deeper than max_depth.
