@@ -62,6 +62,7 @@ std::atomic<bool> channel_claimed{false};
 struct registered {
   server_block* block;
   std::string host;
+  int port = 0;               // as asked for (0: any)
   std::string key;            // the primary's name for the port; round robin: connections arrive by it
   long seq = -1;              // the queryServer awaiting its answer; -1 once answered
   unique_function<void(result<int>)> done;  // listen()'s, until the answer
@@ -180,12 +181,25 @@ void worker_side::answered(const control& c, int fd) {
   tcp::server* server = tcp::detail::server_of(block);
   std::error_code ec = c.error != 0 ? uv_error(c.error) : std::error_code{};
   if (!ec && !server) ec = uv_error(UV_ECANCELED);  // closing already
+  // A primary that leaves the port out of its answer is taken to have bound
+  // the one asked for; a shared socket tells its own.
+  int port = c.port >= 0 ? c.port : r->port > 0 ? r->port : -1;
+  if (!ec && port < 0 && c.scheduling != policy::shared) ec = uv_error(UV_EPROTO);
   if (!ec && c.scheduling == policy::shared) {
+    // A server accepts every connection waiting when woken, so on a shared
+    // socket the first worker to wake would take a whole burst: each worker
+    // takes one per wake-up instead, and the burst spreads.
+    block->single_accept = true;
     ec = fd < 0 ? uv_error(UV_EBADF) : server->listen_fd(fd);  // takes the fd, also on error
     fd = -1;
+    if (!ec && port < 0) {
+      result<tcp::address> own = server->local_address();
+      if (own) port = own->port;
+      else ec = own.error();
+    }
   } else if (!ec && c.scheduling == policy::reuseport) {
     result<int> own = tcp::detail::bind_socket(
-        r->host, c.port,
+        r->host, port,
         {.backlog = block->options.backlog, .reuse_port = true, .ipv6_only = block->options.ipv6_only});
     ec = own ? server->listen_fd(*own) : own.error();
   }
@@ -202,7 +216,7 @@ void worker_side::answered(const control& c, int fd) {
     std::string host = r->host;
     send({.what = act::listening,
           .address = host,
-          .port = c.port,
+          .port = port,
           .address_type = host.find(':') == std::string::npos ? 4 : 6});
     if (!reporting) {
       reporting = true;
@@ -210,7 +224,7 @@ void worker_side::answered(const control& c, int fd) {
       uv_unref(uv());
     }
   }
-  if (done) loop.invoke(done, ec ? result<int>(ec) : result<int>(c.port));
+  if (done) loop.invoke(done, ec ? result<int>(ec) : result<int>(port));
 }
 
 // A connection the round-robin primary hands over. A worker that no longer
@@ -369,7 +383,7 @@ void listen(tcp::server& server, int port, unique_function<void(result<int>)> do
   }
   if (side.disconnecting || !side.channel->connected()) return later(std::move(done), uv_error(UV_ECANCELED));
   long seq = side.next_seq++;
-  side.add({.block = block, .host = host, .seq = seq, .done = std::move(done), .hold = loop::keep_alive(side.loop)});
+  side.add({.block = block, .host = host, .port = port, .seq = seq, .done = std::move(done), .hold = loop::keep_alive(side.loop)});
   side.send({.what = act::query_server,
              .seq = seq,
              .address = host,

@@ -46,19 +46,20 @@ std::uint64_t resident_bytes(pid_t pid) {
   return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
-// How long accepting pauses when no descriptor is left, and how long the
-// primary waits for a dead worker's channel to end before closing it.
-constexpr std::chrono::milliseconds no_descriptor_pause{100};
+// How long the primary waits for a dead worker's channel to end before closing it.
 constexpr std::chrono::milliseconds departure_limit{1000};
 
-bool out_of_descriptors(int error) { return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM; }
+// How many connections a worker may hold unanswered. A worker that stops
+// answering (its loop hangs) gets no more; when every worker is that full,
+// connections wait in the port's queue. (Node's primary holds one per worker.)
+constexpr int handoff_limit = 64;
 
-// An IPv4 or IPv6 literal. The primary binds only those ("" is every
-// interface): a name would block it on its lookup.
-bool literal(const std::string& host) {
-  sockaddr_storage address{};
-  return uv_ip4_addr(host.c_str(), 0, reinterpret_cast<sockaddr_in*>(&address)) == 0 ||
-         uv_ip6_addr(host.c_str(), 0, reinterpret_cast<sockaddr_in6*>(&address)) == 0;
+// Errors that no retry mends: a worker that cannot listen for one of them is
+// not restarted, and the program ends (see listen_failed). Any other error
+// (EMFILE, ENOBUFS) reaches the worker alone.
+bool permanent(int listen_error) {
+  return listen_error == UV_EADDRINUSE || listen_error == UV_EACCES || listen_error == UV_EADDRNOTAVAIL ||
+         listen_error == UV_EINVAL;
 }
 
 }  // namespace
@@ -99,6 +100,8 @@ struct primary_state final : crew::detail::handle_state {
   void query_server(worker_process& w, const control& request);
   void listen_failed(worker_process& w, const control& request, std::error_code ec);
   worker_process* pick(listener& l, const std::vector<int>& refused, bool handed_back);
+  bool full(const worker_process& w) const;
+  handoff settled(std::map<long, handoff>::iterator it);
   void dispatch(listener& l, int fd, bool fresh, std::vector<int> refused = {});
   void handoff_sent(long seq, std::error_code ec);
   void settle(worker_process& w, long seq, bool accepted);
@@ -129,6 +132,7 @@ struct primary_state final : crew::detail::handle_state {
   std::map<int, std::unique_ptr<worker_process>> workers;
   std::map<std::string, std::unique_ptr<listener>> listeners;  // by key
   std::map<long, handoff> handoffs;                            // by the newconn's seq
+  std::map<int, int> holding;                                  // how many of them each worker holds
   long next_seq = 1;
 
   primary::worker_event fork_event, online_event, disconnect_event;
@@ -176,14 +180,12 @@ struct listener {
   // later turn) and never removes a listener, so this one outlives the loop.
   void accept_ready() {
     while (fd >= 0 && !backing_off && waiting.empty()) {
-      int connection = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (connection >= 0) {
-        owner.dispatch(*this, connection, true);
-        continue;
+      int connection = tcp::detail::accept_connection(fd);
+      if (connection < 0) {
+        if (tcp::detail::out_of_descriptors(-connection)) back_off();
+        return;  // EAGAIN: nothing more waits
       }
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (out_of_descriptors(errno)) back_off();
-      return;  // EAGAIN: nothing more waits
+      owner.dispatch(*this, connection, true);
     }
   }
 
@@ -193,7 +195,7 @@ struct listener {
     backing_off = true;
     watch();
     if (!pause) pause.emplace(owner.loop);
-    pause->start(no_descriptor_pause, {}, [this] {
+    pause->start(tcp::detail::no_descriptor_pause, {}, [this] {
       backing_off = false;
       owner.retry_waiting();
       watch();
@@ -210,7 +212,7 @@ struct listener {
     }
     pause.reset();
     if (fd < 0) return;
-    for (int connection; take_queued && (connection = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC)) >= 0;)
+    for (int connection; take_queued && (connection = tcp::detail::accept_connection(fd)) >= 0;)
       owner.dispatch(*this, connection, true);
     ::close(fd);
     fd = -1;
@@ -246,6 +248,7 @@ void primary_state::on_closing() noexcept {
   listeners.clear();
   for (auto& [seq, h] : handoffs) ::close(h.fd);
   handoffs.clear();
+  holding.clear();
   // Each child_process terminates its worker and hands it to the reaper.
   workers.clear();
   fork_event = {};
@@ -269,13 +272,6 @@ worker_process& primary_state::start(environment env, int restarts_so_far) {
   for (const auto& [name, value] : env) options.extra_env[name] = value;
   options.extra_env["NODE_UNIQUE_ID"] = std::to_string(id);
   options.silent = config.silent;
-  // libuv accepts every connection waiting on a readable listener, so on a
-  // shared socket the first worker to wake takes a whole burst. With
-  // UV_TCP_SINGLE_ACCEPT a worker yields after each accept, and the burst spreads.
-  bool set_by_user = options.extra_env.contains("UV_TCP_SINGLE_ACCEPT") ||
-                     (options.env ? options.env->contains("UV_TCP_SINGLE_ACCEPT")
-                                  : std::getenv("UV_TCP_SINGLE_ACCEPT") != nullptr);
-  if (config.scheduling == policy::shared && !set_by_user) options.extra_env["UV_TCP_SINGLE_ACCEPT"] = "1";
   child_process process = crew::fork(config.exec, config.args, std::move(options), loop);
   auto owned = std::unique_ptr<worker_process>(new worker_process(*this, id, restarts_so_far, std::move(env),
                                                                   std::move(process)));
@@ -399,7 +395,7 @@ void primary_state::query_server(worker_process& w, const control& request) {
   auto it = listeners.find(key);
   if (shutting_down || w.disconnect_sent_) {
     reply.error = UV_ECANCELED;
-  } else if (request.port < 0 || (!request.address.empty() && !literal(request.address))) {
+  } else if (request.port < 0 || (!request.address.empty() && !tcp::detail::is_literal(request.address))) {
     reply.error = UV_EINVAL;
   } else if (it == listeners.end()) {
     auto l = std::make_unique<listener>(*this, config.scheduling, key);
@@ -433,7 +429,7 @@ void primary_state::query_server(worker_process& w, const control& request) {
   // Each worker gets its own copy of a shared listening socket.
   if (reply.error == 0 && reply.scheduling == policy::shared) m.fds().push_back(it->second->fd);
   w.process_.send(std::move(m));
-  if (reply.error != 0 && reply.error != UV_ECANCELED) listen_failed(w, request, uv_error(reply.error));
+  if (permanent(reply.error)) listen_failed(w, request, uv_error(reply.error));
 }
 
 // A port the primary cannot have is no crash to retry: the worker is not
@@ -465,10 +461,24 @@ worker_process* primary_state::pick(listener& l, const std::vector<int>& refused
       auto it = workers.find(id);
       if (it == workers.end() || std::find(refused.begin(), refused.end(), id) != refused.end()) continue;
       worker_process& w = *it->second;
-      if (!w.dead_ && !w.disconnect_sent_ && (stopping_too || !w.stopping_) && w.is_connected()) return &w;
+      if (!w.dead_ && !w.disconnect_sent_ && (stopping_too || !w.stopping_) && w.is_connected() && !full(w))
+        return &w;
     }
   }
   return nullptr;
+}
+
+bool primary_state::full(const worker_process& w) const {
+  auto it = holding.find(w.id());
+  return it != holding.end() && it->second >= handoff_limit;
+}
+
+// Removes a hand-off that the worker took, refused or never got.
+handoff primary_state::settled(std::map<long, handoff>::iterator it) {
+  handoff h = std::move(it->second);
+  handoffs.erase(it);
+  if (auto held = holding.find(h.worker); held != holding.end() && --held->second == 0) holding.erase(held);
+  return h;
 }
 
 // A fresh connection goes to a worker that is not stopping; one that waited
@@ -476,11 +486,22 @@ worker_process* primary_state::pick(listener& l, const std::vector<int>& refused
 void primary_state::dispatch(listener& l, int fd, bool fresh, std::vector<int> refused) {
   worker_process* target = pick(l, refused, !fresh);
   if (!target) {
-    ::close(fd);  // no worker can take it
+    bool someone_will = std::any_of(l.workers.begin(), l.workers.end(), [this](int id) {
+      auto it = workers.find(id);
+      return it != workers.end() && full(*it->second);
+    });
+    if (someone_will) {
+      // Every worker that could take it holds its fill: it waits for an answer.
+      l.waiting.push_back(fd);
+      l.watch();
+    } else {
+      ::close(fd);  // no worker can take it
+    }
     return;
   }
   long seq = next_seq++;
   handoffs.emplace(seq, handoff{fd, target->id(), l.key, std::move(refused)});
+  ++holding[target->id()];
   message m(wire::write_control({.what = act::newconn, .seq = seq, .key = l.key}));
   m.fds().push_back(fd);  // the channel sends its own copy: ours stays open until the worker answers
   target->process_.send(std::move(m), [to = link, seq](std::error_code ec) {
@@ -492,8 +513,7 @@ void primary_state::handoff_sent(long seq, std::error_code ec) {
   if (!ec) return;  // the worker holds it now; its answer settles the hand-off
   auto it = handoffs.find(seq);
   if (it == handoffs.end()) return;
-  handoff h = std::move(it->second);
-  handoffs.erase(it);
+  handoff h = settled(it);
   auto l = listeners.find(h.key);
   if (ec.value() == UV_EMFILE || ec.value() == UV_ENFILE) {
     // No descriptor was left for the channel's copy: the connection waits
@@ -516,8 +536,7 @@ void primary_state::handoff_sent(long seq, std::error_code ec) {
 void primary_state::settle(worker_process& w, long seq, bool accepted) {
   auto it = handoffs.find(seq);
   if (it == handoffs.end() || it->second.worker != w.id()) return;  // a worker answers only for its own
-  handoff h = std::move(it->second);
-  handoffs.erase(it);
+  handoff h = settled(it);
   if (accepted) {
     ::close(h.fd);  // the worker has its own copy
   } else {
@@ -545,9 +564,10 @@ void primary_state::take_back_all(int worker) {
       ++it;
       continue;
     }
-    back.push_back(std::move(it->second));
+    auto following = std::next(it);
+    back.push_back(settled(it));
     back.back().refused.push_back(worker);
-    it = handoffs.erase(it);
+    it = following;
   }
   for (handoff& h : back) take_back(std::move(h));
 }
@@ -564,6 +584,7 @@ void primary_state::leave(int worker, const std::string* key) {
 
 void primary_state::retry_waiting() {
   for (auto& [key, l] : listeners) {
+    if (l->waiting.empty()) continue;
     std::deque<int> again = std::exchange(l->waiting, {});
     for (int connection : again) dispatch(*l, connection, false);
     l->watch();
@@ -592,8 +613,7 @@ void primary_state::send_due_disconnects() {
   });
   for (auto& [id, w] : workers) {
     if (!w->stopping_ || w->disconnect_sent_) continue;
-    bool holds = std::any_of(handoffs.begin(), handoffs.end(), [id = id](const auto& h) { return h.second.worker == id; });
-    if (holds || (unsettled() && !others_serve)) continue;
+    if (holding.contains(id) || (unsettled() && !others_serve)) continue;
     w->disconnect_sent_ = true;
     leave(id);
     w->process_.send(message(wire::write_control({.what = act::disconnect})));

@@ -22,14 +22,9 @@ using crew::detail::stream_state;
 
 namespace {
 
-// How long accepting pauses when the descriptor table is full: long enough not
-// to spin on a listener that stays readable, short enough to recover quickly.
-constexpr std::chrono::milliseconds emfile_backoff{100};
-
-// libuv's UV_TCP_SINGLE_ACCEPT: take one connection per wake-up, so that
-// processes sharing one listening socket share a burst (the cluster's shared
-// policy sets it for its workers).
-bool single_accept() {
+// libuv's UV_TCP_SINGLE_ACCEPT: take one connection per wake-up (see
+// server_state::single_accept), for every server of the process.
+bool single_accept_by_environment() {
   static const bool on = [] {
     const char* value = std::getenv("UV_TCP_SINGLE_ACCEPT");
     return value && std::atoi(value) != 0;
@@ -54,9 +49,9 @@ address to_address(const sockaddr_storage& storage) {
 result<sockaddr_storage> resolve_now(const std::string& host, int port) {
   if (port < 0 || port > 65535) return uv_error(UV_EINVAL);
   sockaddr_storage storage{};
-  std::string literal = host.empty() ? "::" : host;
-  if (uv_ip4_addr(literal.c_str(), port, reinterpret_cast<sockaddr_in*>(&storage)) == 0) return storage;
-  if (uv_ip6_addr(literal.c_str(), port, reinterpret_cast<sockaddr_in6*>(&storage)) == 0) return storage;
+  std::string any_or_host = host.empty() ? "::" : host;
+  if (uv_ip4_addr(any_or_host.c_str(), port, reinterpret_cast<sockaddr_in*>(&storage)) == 0) return storage;
+  if (uv_ip6_addr(any_or_host.c_str(), port, reinterpret_cast<sockaddr_in6*>(&storage)) == 0) return storage;
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -100,6 +95,24 @@ result<int> bind_socket(const std::string& host, int port, const bind_options& o
   }
   return fd;
 }
+
+bool is_literal(const std::string& host) {
+  sockaddr_storage address{};
+  return uv_ip4_addr(host.c_str(), 0, reinterpret_cast<sockaddr_in*>(&address)) == 0 ||
+         uv_ip6_addr(host.c_str(), 0, reinterpret_cast<sockaddr_in6*>(&address)) == 0;
+}
+
+int accept_connection(int listening_fd) {
+  for (;;) {
+    int connection = accept4(listening_fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (connection >= 0) return connection;
+    // A connection the peer reset before we took it, or a signal: try the next.
+    if (errno == ECONNABORTED || errno == EINTR) continue;
+    return -errno;
+  }
+}
+
+bool out_of_descriptors(int error) { return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM; }
 
 result<address> endpoint_of(int fd, bool peer) {
   sockaddr_storage storage{};
@@ -151,22 +164,12 @@ void server_state::watch() noexcept {
     uv_unref(reinterpret_cast<uv_handle_t*>(poll));
 }
 
-int server_state::accept_one() {
-  for (;;) {
-    int connection = accept4(fd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (connection >= 0) return connection;
-    // A connection the peer reset before we took it, or a signal: try the next.
-    if (errno == ECONNABORTED || errno == EINTR) continue;
-    return -errno;
-  }
-}
-
 void server_state::accept_ready() {
   while (!closing && !draining && !paused && !backing_off) {
-    int connection = accept_one();
+    int connection = accept_connection(fd);
     if (connection == -EAGAIN || connection == -EWOULDBLOCK) return;
     if (connection < 0) {
-      if (connection == -EMFILE || connection == -ENFILE || connection == -ENOBUFS || connection == -ENOMEM) {
+      if (out_of_descriptors(-connection)) {
         // No descriptor for it: the connection waits in the kernel's queue.
         // Polling again at once would spin, so accepting pauses.
         backing_off = true;
@@ -175,14 +178,14 @@ void server_state::accept_ready() {
           auto* s = static_cast<server_state*>(t->data);
           s->backing_off = false;
           s->watch();
-        }, static_cast<uint64_t>(emfile_backoff.count()), 0);
+        }, static_cast<uint64_t>(no_descriptor_pause.count()), 0);
       }
       if (error_event) loop.invoke(error_event, uv_error(connection));
       return;
     }
     take(connection);
     deliver_pending();
-    if (single_accept()) {
+    if (single_accept || single_accept_by_environment()) {
       // As libuv does for UV_TCP_SINGLE_ACCEPT: yield, so that another process
       // sharing the socket takes the next connection of a burst.
       timespec yield{0, 1};
@@ -501,7 +504,7 @@ void server::close(unique_function<void()> done) {
   // Connections already in the kernel's queue would be reset with the
   // listener: they are taken and served first.
   if (s->fd >= 0)
-    for (int connection; (connection = s->accept_one()) >= 0;) s->take(connection);
+    for (int connection; (connection = detail::accept_connection(s->fd)) >= 0;) s->take(connection);
   s->close_listener();
   uv_timer_stop(&s->backoff);
   s->defer([s] {

@@ -25,6 +25,22 @@ result<int> bind_socket(const std::string& host, int port, const bind_options& o
 /// The local (or, with peer, the remote) endpoint of a socket.
 result<address> endpoint_of(int fd, bool peer);
 
+/// Whether `host` is an IPv4 or IPv6 literal (a name would need a lookup).
+bool is_literal(const std::string& host);
+
+/// The next connection waiting on a listening socket: its fd (non-blocking,
+/// close-on-exec), or -errno (-EAGAIN when none waits). Connections the peer
+/// reset before they were taken are skipped.
+int accept_connection(int listening_fd);
+
+/// Whether an accept failed for want of a descriptor (or of kernel memory):
+/// the connection waits in the kernel's queue, and accepting should pause.
+bool out_of_descriptors(int error);
+
+/// How long accepting pauses then: long enough not to spin on a listener
+/// that stays readable, short enough to recover quickly.
+inline constexpr std::chrono::milliseconds no_descriptor_pause{100};
+
 struct server_state final : crew::detail::handle_state {
   server_state(crew::loop& l, server::connection_callback fn, server_options o);
   uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&backoff); }
@@ -33,7 +49,6 @@ struct server_state final : crew::detail::handle_state {
   std::error_code start(int listening_fd);
   void watch() noexcept;          // polls the listening socket iff it should accept now
   void accept_ready();            // the listening socket is readable
-  int accept_one();               // an fd, or -errno
   void take(int fd);              // counts a connection and queues it for delivery
   void deliver_pending();         // runs the connection callback for each queued one
   void socket_closed(crew::detail::stream_state* s) noexcept;
@@ -58,6 +73,9 @@ struct server_state final : crew::detail::handle_state {
   bool referenced = true;    // by ref()/unref(): applies to the listening socket
   bool paused = false;       // by pause()
   bool backing_off = false;  // after EMFILE
+  // One connection per wake-up, as libuv's UV_TCP_SINGLE_ACCEPT: processes
+  // sharing the listening socket then share a burst (the cluster's shared policy).
+  bool single_accept = false;
   bool draining = false;     // close() began
   bool drain_scheduled = false;
 };

@@ -690,13 +690,18 @@ TEST_P(every_policy, shutdown_answers_the_connections_waiting_in_the_ports_queue
 INSTANTIATE_TEST_SUITE_P(cluster, every_policy,
                          testing::Values(policy::round_robin, policy::shared, policy::reuseport), name_of);
 
-// Connections handed to a worker that stops reading its channel wait there,
-// unanswered; once it is killed, each of them goes to the other worker, which
-// answers them all.
-TEST(cluster, a_worker_killed_with_hand_offs_queued_leaves_each_connection_to_another) {
+// Two workers, the first stopped (SIGSTOP: it reads nothing from its channel).
+// `count` requests at once, each on its own connection; once `answered_first`
+// of them are answered, the stopped worker is killed. Gives each request's
+// answer (a worker's pid) and the running worker's pid.
+struct with_a_stopped_worker {
+  std::vector<std::string> answers;
+  std::string running;
+};
+
+with_a_stopped_worker requests_with_a_stopped_worker(int count, int answered_first) {
   crew::loop loop;
   primary p({.exec = CREW_FIXTURE, .args = {"cluster-http", "0"}}, loop);
-  constexpr int count = 10;
   std::vector<std::string> answers(count);
   std::vector<pid_t> pids;
   std::thread clients;
@@ -713,9 +718,7 @@ TEST(cluster, a_worker_killed_with_hand_offs_queued_leaves_each_connection_to_an
           answers[i] = get(port);
           ++answered;
         });
-      // Turn by turn: the running worker answers half of them, the other
-      // half wait in the stopped worker's channel.
-      EXPECT_TRUE(eventually([&] { return answered >= count / 2; }));
+      EXPECT_TRUE(eventually([&] { return answered >= answered_first; })) << answered;
       kill(stopped, SIGKILL);
       for (auto& t : each) t.join();
       loop.post([&] { p.shutdown(); });
@@ -725,8 +728,25 @@ TEST(cluster, a_worker_killed_with_hand_offs_queued_leaves_each_connection_to_an
   p.fork();
   crew::test::run_within(loop, 60s);
   if (clients.joinable()) clients.join();
-  ASSERT_EQ(pids.size(), 2u);
-  for (const auto& a : answers) EXPECT_EQ(a, std::to_string(pids[1]));
+  EXPECT_EQ(pids.size(), 2u);
+  return {answers, pids.size() == 2 ? std::to_string(pids[1]) : ""};
+}
+
+// Connections handed to a worker that stops reading its channel wait there,
+// unanswered (turn by turn, half of them); once it is killed, each of them
+// goes to the other worker, which answers them all.
+TEST(cluster, a_worker_killed_with_hand_offs_queued_leaves_each_connection_to_another) {
+  with_a_stopped_worker r = requests_with_a_stopped_worker(10, 5);
+  for (const auto& a : r.answers) EXPECT_EQ(a, r.running);
+}
+
+// A worker that stops answering holds at most 64 connections (the primary's
+// limit): of 200 at once, the running worker answers every other one until the
+// stopped one holds its fill, then all the rest (200 - 64) before the stopped
+// one is killed; then what it held goes to the running one too.
+TEST(cluster, a_hung_worker_holds_only_its_fill_of_connections) {
+  with_a_stopped_worker r = requests_with_a_stopped_worker(200, 200 - 64);
+  for (const auto& a : r.answers) EXPECT_EQ(a, r.running);
 }
 
 // The primary accepts a connection for a worker that died before the primary
@@ -938,6 +958,53 @@ INSTANTIATE_TEST_SUITE_P(
       std::replace(name.begin(), name.end(), '-', '_');
       return name;
     });
+
+// A primary other than crew's may answer a queryServer without the port: a
+// worker on a shared socket then tells the socket's own port, both to its
+// listen callback and in its `listening` message, and serves on it.
+TEST(cluster, a_shared_answer_without_the_port_gives_the_sockets_own) {
+  using crew::cluster::wire::act;
+  using crew::cluster::wire::read_control;
+  crew::loop loop;
+  int listening = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof address;
+  ASSERT_EQ(bind(listening, reinterpret_cast<sockaddr*>(&address), length), 0);
+  ASSERT_EQ(listen(listening, 64), 0);
+  ASSERT_EQ(getsockname(listening, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  int port = ntohs(address.sin_port);
+  crew::child_process worker =
+      crew::fork(CREW_FIXTURE, {"cluster-http", "0"}, {.extra_env = {{"NODE_UNIQUE_ID", "1"}}}, loop);
+  int told = -1;
+  std::string answered;
+  std::thread client;
+  worker.channel().on_internal_message([&](crew::message m) {
+    auto c = read_control(m.value());
+    if (c && c->what == act::query_server) {
+      crew::message answer(crew::message::value_type{{"cmd", "NODE_CLUSTER"}, {"ack", c->seq}, {"key", "k"},
+                                                     {"policy", "shared"}});
+      answer.fds().push_back(listening);
+      worker.send(std::move(answer));
+    } else if (c && c->what == act::listening) {
+      told = c->port;
+      client = std::thread([&] {
+        std::string body = get(port);
+        loop.post([&, body] {
+          answered = body;
+          EXPECT_FALSE(worker.kill(SIGKILL));
+        });
+      });
+    }
+  });
+  worker.on_exit([&](crew::exit_status) { loop.stop(); });
+  crew::test::run_within(loop, 60s);
+  if (client.joinable()) client.join();
+  ::close(listening);
+  EXPECT_EQ(told, port);
+  EXPECT_EQ(answered, std::to_string(worker.pid()));
+}
 
 // What a worker sends is read without trusting it: wrong types, out-of-range
 // numbers and unknown acts read as nothing (or, for a query, as a port that
