@@ -221,4 +221,130 @@ TEST(examples, rpc_child_answers_bad_requests_with_an_error_and_good_ones_with_t
   EXPECT_EQ(status, (crew::exit_status{0, 0}));
 }
 
+// The first-day examples and their Node twins (examples/*.js) behave alike:
+// each test runs both.
+struct twin {
+  std::string program;              // crew's example, or node
+  std::vector<std::string> before;  // the arguments that come first: node's script
+};
+
+std::vector<twin> twins(const std::string& name) {
+  return {{CREW_BIN "/" + name, {}}, {"node", {CREW_EXAMPLES "/" + name + ".js"}}};
+}
+
+std::vector<std::string> with(const twin& t, std::vector<std::string> args) {
+  std::vector<std::string> all = t.before;
+  all.insert(all.end(), args.begin(), args.end());
+  return all;
+}
+
+// Whether a process of that pid runs (or waits to be reaped).
+bool exists(pid_t pid) { return kill(pid, 0) == 0; }
+
+TEST(examples, rpc_parents_node_twin_prints_the_same_replies_and_failures) {
+  auto r = crew::test::run_to_end("node", {CREW_EXAMPLES "/rpc-parent.js"});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_EQ(r.out, "1 + 10 = 11\n2 + 20 = 22\n3 + 30 = 33\n");
+  r = crew::test::run_to_end("node", {CREW_EXAMPLES "/rpc-parent.js", "/no/such/script.js"});
+  EXPECT_EQ(r.status, (crew::exit_status{1, 0}));
+  EXPECT_EQ(r.out, "request 1: ERR_IPC_CHANNEL_CLOSED\nrequest 2: ERR_IPC_CHANNEL_CLOSED\nrequest 3: ERR_IPC_CHANNEL_CLOSED\n");
+}
+
+TEST(examples, supervisor_restarts_a_failing_command_with_backoff_until_it_succeeds) {
+  for (const twin& t : twins("supervisor")) {
+    SCOPED_TRACE(t.program);
+    std::string count = testing::TempDir() + "crew-supervisor-runs";
+    unlink(count.c_str());
+    // Fails on its first two runs, then succeeds.
+    std::string script = "n=$(cat " + count + " 2>/dev/null || echo 0); echo $((n + 1)) > " + count + "; [ $n -ge 2 ]";
+    auto r = crew::test::run_to_end(t.program, with(t, {"sh", "-c", script}));
+    EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+    EXPECT_EQ(r.err, "supervisor: sh failed (code 1); again in 100 ms\nsupervisor: sh failed (code 1); again in 200 ms\n");
+    std::string runs;
+    std::ifstream(count) >> runs;
+    EXPECT_EQ(runs, "3");
+    unlink(count.c_str());
+  }
+}
+
+TEST(examples, supervisor_gives_up_after_five_failures_in_a_row_naming_the_signal) {
+  for (const twin& t : twins("supervisor")) {
+    SCOPED_TRACE(t.program);
+    auto r = crew::test::run_to_end(t.program, with(t, {"sh", "-c", "kill -KILL $$"}));
+    EXPECT_EQ(r.status, (crew::exit_status{1, 0}));
+    EXPECT_EQ(r.err,
+              "supervisor: sh failed (SIGKILL); again in 100 ms\n"
+              "supervisor: sh failed (SIGKILL); again in 200 ms\n"
+              "supervisor: sh failed (SIGKILL); again in 400 ms\n"
+              "supervisor: sh failed (SIGKILL); again in 800 ms\n"
+              "supervisor: sh failed 5 times in a row (SIGKILL); giving up\n");
+  }
+}
+
+TEST(examples, supervisor_reports_a_command_it_cannot_run) {
+  for (const twin& t : twins("supervisor")) {
+    SCOPED_TRACE(t.program);
+    auto r = crew::test::run_to_end(t.program, with(t, {"/no/such/program"}));
+    EXPECT_EQ(r.status, (crew::exit_status{127, 0}));
+    EXPECT_EQ(r.err, "supervisor: cannot run /no/such/program: ENOENT\n");
+  }
+}
+
+// SIGTERM stops the command it runs, which it reaps before it exits 0.
+TEST(examples, supervisor_stops_its_command_on_sigterm_and_exits_0) {
+  for (const twin& t : twins("supervisor")) {
+    SCOPED_TRACE(t.program);
+    pid_t command = 0;
+    auto r = crew::test::run_program(t.program, with(t, {"sh", "-c", "echo running $$; exec sleep 30"}),
+                                     "running ([0-9]+)\n", [&](int pid, pid_t supervisor) {
+                                       command = pid;
+                                       kill(supervisor, SIGTERM);
+                                     });
+    EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+    EXPECT_GT(command, 0);
+    EXPECT_FALSE(exists(command));
+  }
+}
+
+TEST(examples, cluster_json_api_answers_from_every_worker_refuses_bad_input_and_shuts_down) {
+  using json = crew::message::value_type;
+  for (const twin& t : twins("cluster-json-api")) {
+    SCOPED_TRACE(t.program);
+    auto r = crew::test::run_program(
+        t.program, with(t, {"--port", "0", "--workers", "2"}),
+        "listening on 127\\.0\\.0\\.1:([0-9]+)\n[\\s\\S]*listening on 127\\.0\\.0\\.1:[0-9]+\n",
+        [](int port, pid_t primary) {
+          auto answer = [port](const char* method, const char* path, const std::string& body = "") {
+            crew::test::http_answer a = crew::test::request(port, method, path, body);
+            return std::pair{a.status, json::parse(a.body, nullptr, false)};
+          };
+          std::set<long> workers;
+          for (int i = 0; i < 20; ++i) {
+            auto [status, health] = answer("GET", "/api/health");
+            EXPECT_EQ(status, 200);
+            EXPECT_EQ(health.value("status", ""), "ok");
+            workers.insert(health.value("worker", 0L));
+          }
+          EXPECT_EQ(workers.size(), 2u);
+          auto [status, sum] = answer("POST", "/api/sum", R"({"numbers": [1, 2, 3.5]})");
+          EXPECT_EQ(status, 200);
+          EXPECT_EQ(sum.value("sum", 0.0), 6.5);
+          EXPECT_EQ(sum.value("count", 0), 3);
+          for (const char* bad : {"nope", R"({"numbers": [1, "2"]})", R"({"numbers": 3})", "[]"}) {
+            auto [refused, error] = answer("POST", "/api/sum", bad);
+            EXPECT_EQ(refused, 400) << bad;
+            EXPECT_TRUE(error.contains("error")) << bad;
+          }
+          auto [found, primes] = answer("GET", "/api/primes?below=100");
+          EXPECT_EQ(found, 200);
+          EXPECT_EQ(primes.value("primes", 0), 25);
+          EXPECT_EQ(primes.value("below", 0), 100);
+          for (const char* bad : {"/api/primes", "/api/primes?below=x", "/api/primes?below=-1", "/api/primes?below=99999999"})
+            EXPECT_EQ(answer("GET", bad).first, 400) << bad;
+          kill(primary, SIGTERM);
+        });
+    EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  }
+}
+
 }  // namespace
