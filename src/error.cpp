@@ -41,6 +41,9 @@ constexpr std::array own_errors{
     own_error{errc::line_too_long, "ERR_LINE_TOO_LONG", "line longer than max_line_length",
               std::errc::value_too_large},
     own_error{errc::invalid_url, "ERR_INVALID_URL", "invalid URL", std::errc::invalid_argument},
+    own_error{errc::pool_closed, "ERR_POOL_CLOSED", "the pool is closed", std::errc::operation_not_permitted},
+    own_error{errc::pool_unknown_task, "ERR_POOL_UNKNOWN_TASK", "the pool has no task of that name",
+              std::errc::invalid_argument},
 };
 
 const own_error* find_own(int value) noexcept {

@@ -11,6 +11,7 @@
 #include "crew/loop.hpp"
 #include "crew/message.hpp"
 #include "crew/message_port.hpp"
+#include "crew/pool.hpp"
 #include "crew/readline.hpp"
 #include "crew/shared_buffer.hpp"
 #include "crew/signal.hpp"

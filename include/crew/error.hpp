@@ -41,6 +41,8 @@ enum class errc : int {
   http_headers_sent,               ///< "ERR_HTTP_HEADERS_SENT": the answer's head has gone out already.
   line_too_long,                   ///< "ERR_LINE_TOO_LONG": readline met a line past its max_line_length.
   invalid_url,                     ///< "ERR_INVALID_URL": text that the URL parser cannot read as a URL.
+  pool_closed,                     ///< "ERR_POOL_CLOSED": a task sent to a pool after close() or destroy().
+  pool_unknown_task,               ///< "ERR_POOL_UNKNOWN_TASK": a task name the pool has no function for.
 };
 
 /// The category of every code crew reports. Negative values are libuv's codes,

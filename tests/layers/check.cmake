@@ -15,7 +15,7 @@ set(layers
   tcp:4 broadcast_channel:4 readline:4
   ipc:5
   child_process:6 worker_threads:6
-  cluster:7 http:7
+  cluster:7 http:7 pool:7
   crew:8)
 # file name (without extension) -> module, where they differ. The handle rule
 # is the loop's (a loop closes its handles); a message carries ports and a port
@@ -23,7 +23,7 @@ set(layers
 # message_port.hpp; message.cpp destroys the ports a message holds).
 set(aliases
   handle=loop thread_context=loop stream_state=stream message_port=message port_core=message
-  ipc_state=ipc tcp_state=tcp
+  ipc_state=ipc tcp_state=tcp histogram=pool
   exec=child_process spawn=child_process reaper=child_process
   cluster_primary=cluster cluster_wire=cluster)
 
