@@ -10,8 +10,17 @@ cd "$(dirname "$0")/.."
 bin=${1:-build/bin}
 runs=${RUNS:-3}
 
-# workload | crew-bench arguments | node script arguments | nginx (bench/nginx/http.sh) arguments, if any
+# The Node peers that are npm packages (piscina), from bench/node/package-lock.json.
+if [[ ! -d bench/node/node_modules/piscina ]]; then
+  echo "bench: installing the Node peers (npm ci in bench/node)" >&2
+  npm ci --prefix bench/node --no-audit --no-fund --loglevel=error >&2
+fi
+
+# workload | crew-bench arguments | node script arguments | a third peer's command, if any: nginx
+# (bench/nginx/http.sh) for HTTP, the pool a C++ user writes by hand for pools
 http="--workers 2 --connections 64 --seconds 5"
+nginx="bench/nginx/http.sh $http"
+pool="--tasks 1000000 --workers 2"
 workloads=(
   "post|post --count 1000000|bench/node/post.js --count 1000000"
   "queue_work|queue_work --count 200000 --in-flight 64|bench/node/queue_work.js --count 200000 --in-flight 64"
@@ -21,11 +30,12 @@ workloads=(
   "pipe|pipe --mib 1024|bench/node/pipe.js --mib 1024"
   "fork-ipc|fork-ipc --count 20000|bench/node/fork-ipc.js --count 20000"
   "worker|worker --count 100000|bench/node/worker.js --count 100000"
-  "http, round_robin|cluster-http --policy round_robin $http|bench/node/cluster-http.js --policy rr $http|$http"
-  "http, shared|cluster-http --policy shared $http|bench/node/cluster-http.js --policy shared $http|$http"
-  "http, reuseport|cluster-http --policy reuseport $http|-|$http --reuseport yes"
+  "pool (threads; Node: piscina)|pool $pool|bench/node/pool.js $pool|$bin/crew-bench pool $pool --kind hand"
+  "http, round_robin|cluster-http --policy round_robin $http|bench/node/cluster-http.js --policy rr $http|$nginx"
+  "http, shared|cluster-http --policy shared $http|bench/node/cluster-http.js --policy shared $http|$nginx"
+  "http, reuseport|cluster-http --policy reuseport $http|-|$nginx --reuseport yes"
   "http, rolling reload under load, round_robin|cluster-http --policy round_robin --reload yes $http|-|"
-  "http, no keep-alive, round_robin|cluster-http --policy round_robin --keep-alive no $http|bench/node/cluster-http.js --policy rr --keep-alive no $http|$http --keep-alive no"
+  "http, no keep-alive, round_robin|cluster-http --policy round_robin --keep-alive no $http|bench/node/cluster-http.js --policy rr --keep-alive no $http|$nginx --keep-alive no"
 )
 
 # Runs a command RUNS times; prints `name median unit` per figure.
@@ -58,7 +68,7 @@ value_of() { awk -v f="$1" '$1 == f { print $2 }' <<<"$2"; }
 
 rows=()
 for entry in "${workloads[@]}"; do
-  IFS='|' read -r name crew_args node_args nginx_args <<<"$entry"
+  IFS='|' read -r name crew_args node_args third_command <<<"$entry"
   [[ -n ${ONLY:-} && $name != *"$ONLY"* ]] && continue
   echo "bench: $name" >&2
   # shellcheck disable=SC2086
@@ -66,18 +76,18 @@ for entry in "${workloads[@]}"; do
   node_out=""
   # shellcheck disable=SC2086
   [[ $node_args != - ]] && node_out=$(median_of_runs node $node_args)
-  nginx_out=""
+  third_out=""
   # shellcheck disable=SC2086
-  [[ -n $nginx_args ]] && nginx_out=$(median_of_runs bench/nginx/http.sh $nginx_args)
+  [[ -n $third_command ]] && third_out=$(median_of_runs $third_command)
   while read -r figure crew_value unit; do
     node_value=$(value_of "$figure" "$node_out")
-    nginx_value=$(value_of "$figure" "$nginx_out")
-    rows+=("$name|$figure|$unit|$crew_value|${node_value:--}|$(advantage "$crew_value" "$node_value" "$unit")|${nginx_value:--}|$(advantage "$crew_value" "$nginx_value" "$unit")")
+    third_value=$(value_of "$figure" "$third_out")
+    rows+=("$name|$figure|$unit|$crew_value|${node_value:--}|$(advantage "$crew_value" "$node_value" "$unit")|${third_value:--}|$(advantage "$crew_value" "$third_value" "$unit")")
   done <<<"$crew_out"
 done
 
 table() {
-  echo "| workload | figure | unit | crew | node | crew vs node | nginx | crew vs nginx |"
+  echo "| workload | figure | unit | crew | node | crew vs node | nginx or by hand | crew vs it |"
   echo "|---|---|---|---:|---:|---:|---:|---:|"
   for row in "${rows[@]}"; do echo "| ${row//|/ | } |"; done
 }
@@ -120,6 +130,10 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "  online event, mean of 20; \`worker_roundtrip\`, a small object to a worker and back, 100,000 times in"
   echo "  sequence (\`_nospin\`: crew with its default 50 us spin off); \`worker_one_way\`, 1,000,000 small"
   echo "  objects ({i}) main to worker until the worker has counted them all."
+  echo "- **pool**: 1,000,000 tiny tasks (an integer in, the next out) on a pool of 2 threads, results back on the"
+  echo "  loop: \`pool_tasks_per_s\` with 1,024 in flight, \`pool_serial_latency_us\` one at a time (100,000). Node:"
+  echo "  piscina 4 with 2 threads. By hand: a mutex and a condition variable over a deque of std::function,"
+  echo "  2 threads, std::packaged_task futures (bench/crew-bench/hand_pool.hpp)."
   echo "- **http**: an HTTP server of 2 worker processes answering every GET with a short text, under wrk (2 threads,"
   echo "  64 connections, 5 s, keep-alive unless said otherwise; bench/wrk/figures.lua reports for every side)."
   echo "  crew: \`crew-bench cluster-http\` (crew's cluster and http); Node: the seeds' cluster server on node:http"

@@ -159,31 +159,15 @@ ipc_state::~ipc_state() {
 }
 
 void ipc_state::on_closing() noexcept {
-  auto free_idle = [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); };
-  if (spinner) uv_close(reinterpret_cast<uv_handle_t*>(spinner), free_idle);
-  if (turn) uv_close(reinterpret_cast<uv_handle_t*>(turn), free_idle);
-  spinner = turn = nullptr;
+  spin.close();
+  if (turn) uv_close(reinterpret_cast<uv_handle_t*>(turn), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
+  turn = nullptr;
   for (auto& [id, r] : requests) {
     r->channel = nullptr;
     orphaned_requests.push_back(std::move(r));
   }
   requests.clear();
   if (closed_hook) closed_hook();
-}
-
-void ipc_state::keep_spinning() noexcept {
-  if (options.spin.count() <= 0 || closing) return;
-  spin_until = uv_hrtime() + static_cast<uint64_t>(options.spin.count()) * 1000;
-  if (!spinner) {
-    spinner = new uv_idle_t;
-    uv_idle_init(loop.native(), spinner);
-    spinner->data = this;
-    uv_unref(reinterpret_cast<uv_handle_t*>(spinner));  // spinning never keeps the loop alive
-  }
-  if (!uv_is_active(reinterpret_cast<uv_handle_t*>(spinner)))
-    uv_idle_start(spinner, [](uv_idle_t* idle) {
-      if (uv_hrtime() > static_cast<ipc_state*>(idle->data)->spin_until) uv_idle_stop(idle);
-    });
 }
 
 void ipc_state::later() noexcept {

@@ -22,6 +22,7 @@
 #include "crew/detail/handle.hpp"
 #include "crew/timer.hpp"
 #include "detail/histogram.hpp"
+#include "detail/spinner.hpp"
 
 namespace crew {
 namespace detail {
@@ -49,7 +50,8 @@ struct mailbox {
   inbox* target = nullptr;  // null once its loop closed the inbox
   std::vector<std::shared_ptr<job>> ready;
   std::vector<unique_function<void()>> notices;
-  bool retired = false;  // the pool is gone: the inbox closes once nothing is pending
+  bool retired = false;   // the pool is gone: the inbox closes once nothing is pending
+  bool spinning = false;  // the inbox polls `ready` itself: no wake-up needed
 };
 
 // The loop-side part of a job: created and destroyed on the job's loop.
@@ -85,7 +87,8 @@ struct job {
 
 // Delivers one loop's results: a handle on that loop, woken by the threads.
 struct inbox final : handle_state {
-  inbox(crew::loop& l, std::shared_ptr<mailbox> b) : handle_state(l), box(std::move(b)) {
+  inbox(crew::loop& l, std::shared_ptr<mailbox> b, std::chrono::microseconds s)
+      : handle_state(l), box(std::move(b)), spin(s) {
     uv_async_init(l.native(), &async, [](uv_async_t* a) { static_cast<inbox*>(a->data)->drain(); });
     attach(nullptr);  // the loop's: it closes the inbox with itself
     box->target = this;
@@ -94,6 +97,7 @@ struct inbox final : handle_state {
   uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&async); }
 
   void on_closing() noexcept override {
+    spinning.close();
     {
       std::lock_guard lock(box->mutex);
       box->target = nullptr;
@@ -110,8 +114,31 @@ struct inbox final : handle_state {
       j->local->next = awaited;
       if (awaited) awaited->local->previous = j;
       awaited = j;
+      keep_spinning();
     }
     if (pending++ == 0) uv_ref(uv());
+  }
+
+  // Polls the mailbox for `spin` from now instead of sleeping until a wake-up.
+  void keep_spinning() {
+    if (closing) return;
+    auto on_turn = [](void* self) {
+      auto* me = static_cast<inbox*>(self);
+      if (me->pending == 0) return me->stop_spinning();
+      me->drain();  // one lock, as cheap as looking first
+    };
+    auto on_stop = [](void* self) { static_cast<inbox*>(self)->stop_spinning(); };
+    if (!spinning.keep(loop.native(), spin, this, on_turn, on_stop)) return;
+    std::lock_guard lock(box->mutex);
+    box->spinning = true;
+  }
+
+  void stop_spinning() {
+    spinning.stop();
+    std::lock_guard lock(box->mutex);
+    box->spinning = false;
+    // Results that came while it spun sent no wake-up: if one waits, wake now.
+    if (!box->ready.empty()) uv_async_send(&async);
   }
 
   void settled() {
@@ -145,6 +172,7 @@ struct inbox final : handle_state {
       notices.swap(box->notices);
       retired = box->retired;
     }
+    if (!jobs.empty()) keep_spinning();
     for (auto& j : jobs) {
       if (closing) return;
       if (!j->local) continue;  // delivered already (a timeout, a cancellation)
@@ -164,13 +192,15 @@ struct inbox final : handle_state {
   std::shared_ptr<mailbox> box;
   job* awaited = nullptr;  // jobs sent from this loop and not yet delivered
   int pending = 0;         // those, and notices to come
+  std::chrono::microseconds spin;
+  spinner spinning;
 };
 
 void mailbox::deliver(std::shared_ptr<job> j) {
   std::lock_guard lock(mutex);
   if (!target) return;
   ready.push_back(std::move(j));
-  if (ready.size() == 1) uv_async_send(&target->async);
+  if (ready.size() == 1 && !spinning) uv_async_send(&target->async);
 }
 
 void mailbox::notify(unique_function<void()> notice) {
@@ -212,11 +242,12 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   mutable std::mutex mutex;
   std::condition_variable wake;
   std::map<int, std::deque<std::shared_ptr<job>>, std::greater<>> queue;  // by priority, highest first
-  std::size_t queued = 0;
+  std::atomic<std::size_t> queued{0};  // changed under the mutex; read without it by spinning threads
   std::size_t active = 0;   // queued or running
   std::size_t running = 0;
   std::size_t threads = 0;  // started and not exited
   std::size_t idle = 0;     // waiting for a job
+  std::size_t spinning = 0; // polling for a job before they wait
   int next_index = 1;
   std::list<worker> workers;
   std::map<crew::loop*, std::shared_ptr<mailbox>> boxes;
@@ -250,15 +281,13 @@ pool_state::pool_state(std::map<std::string, pool_task, std::less<>> t, pool_opt
 std::shared_ptr<mailbox> pool_state::mailbox_here(inbox** here) {
   crew::loop& l = crew::loop::current();
   std::shared_ptr<mailbox>& box = boxes[&l];
-  if (box) {
-    std::lock_guard lock(box->mutex);
-    if (box->target) {
-      *here = box->target;
-      return box;
-    }
+  // `target` changes on this loop's thread only: no need for the mailbox's lock to read it here.
+  if (box && box->target) {
+    *here = box->target;
+    return box;
   }
   box = std::make_shared<mailbox>();
-  *here = new inbox(l, box);
+  *here = new inbox(l, box, options.spin);
   return box;
 }
 
@@ -289,9 +318,10 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
       queue[o.priority].push_back(j);
       ++queued;
       ++active;
-      // Each idle thread takes one job; a job more than they can take gets a thread of its own.
-      if (idle > 0) wake.notify_one();
-      if (queued > idle && threads < options.max_threads) start_thread();
+      // A spinning thread takes a job without a wake-up, each idle thread one
+      // more; a job more than they can take gets a thread of its own.
+      if (queued > spinning && idle > 0) wake.notify_one();
+      if (queued > spinning + idle && threads < options.max_threads) start_thread();
     }
   }
   j->local->home = here;
@@ -335,6 +365,7 @@ void pool_state::start_thread() {
 
 void pool_state::work(worker& me) {
   std::unique_lock lock(mutex);
+  bool just_ran = false;
   for (;;) {
     if (ending) break;
     if (queued > 0) {
@@ -354,9 +385,24 @@ void pool_state::work(worker& me) {
       --running;
       --active;
       finish_if_idle();
+      just_ran = true;
       continue;
     }
     if (closing) break;
+    if (just_ran && options.spin.count() > 0) {
+      // Poll for the next job a while before sleeping.
+      just_ran = false;
+      ++spinning;
+      lock.unlock();
+      auto until = clock::now() + options.spin;
+      for (int turn = 1; queued.load(std::memory_order_relaxed) == 0; ++turn) {
+        if (turn % 16 == 0 && clock::now() > until) break;  // the clock costs more than a look at the queue
+        std::this_thread::yield();
+      }
+      lock.lock();
+      --spinning;
+      continue;
+    }
     ++idle;
     bool stays = threads <= options.min_threads || options.idle_timeout.count() <= 0;
     auto has_work = [this] { return queued > 0 || closing || ending; };

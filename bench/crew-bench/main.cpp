@@ -60,6 +60,9 @@ constexpr workload workloads[] = {
      "cluster-http [--workers N] [--policy round_robin|shared|reuseport] [--connections C] [--seconds S]\n"
      "                          [--threads T] [--keep-alive yes|no] [--reload yes]  an HTTP cluster under wrk: req_per_s,\n"
      "                          latency_p50, latency_p99, failed, worker_replace"},
+    {"pool", crew::bench::pool,
+     "pool [--tasks N] [--workers W] [--in-flight K] [--kind crew|hand]  tiny tasks on a pool of W threads:\n"
+     "                          pool_tasks_per_s, pool_serial_latency_us"},
 };
 
 int usage() {

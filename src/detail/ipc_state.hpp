@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "crew/ipc.hpp"
+#include "detail/spinner.hpp"
 
 namespace crew::detail {
 
@@ -121,10 +122,11 @@ struct ipc_state final : handle_state {
   // user inside that call.
   uv_idle_t* turn = nullptr;
 
-  // Spinning (ipc_options::spin): an idle handle keeps uv_run from sleeping.
-  void keep_spinning() noexcept;
-  uv_idle_t* spinner = nullptr;  // its own allocation, freed by its close callback
-  uint64_t spin_until = 0;       // uv_hrtime() deadline
+  // Spinning (ipc_options::spin): the loop polls the socket instead of sleeping.
+  void keep_spinning() noexcept {
+    if (!closing) spin.keep(loop.native(), options.spin, this);
+  }
+  spinner spin;
 };
 
 }  // namespace crew::detail

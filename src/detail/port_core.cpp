@@ -59,8 +59,7 @@ void port_listener::on_closing() noexcept {
     if (core->listener == this) core->listener = nullptr;
     core->spinning = false;
   }
-  if (spinner) uv_close(reinterpret_cast<uv_handle_t*>(spinner), [](uv_handle_t* h) { delete reinterpret_cast<uv_idle_t*>(h); });
-  spinner = nullptr;
+  spinning.close();
 }
 
 void port_listener::update_ref() noexcept {
@@ -112,33 +111,16 @@ void port_listener::drain() {
 }
 
 void port_listener::keep_spinning() noexcept {
-  if (spin.count() <= 0 || closing) return;
-  spin_until = uv_hrtime() + static_cast<uint64_t>(spin.count()) * 1000;
-  if (!spinner) {
-    spinner = new uv_idle_t;
-    uv_idle_init(loop.native(), spinner);
-    spinner->data = this;
-    uv_unref(reinterpret_cast<uv_handle_t*>(spinner));  // spinning never keeps the loop alive
-  }
-  if (uv_is_active(reinterpret_cast<uv_handle_t*>(spinner))) return;
-  {
-    std::lock_guard lock(core->mutex);
-    core->spinning = true;
-  }
-  uv_idle_start(spinner, [](uv_idle_t* idle) {
-    auto* self = static_cast<port_listener*>(idle->data);
-    uint64_t now = uv_hrtime();
-    if (self->active) {
-      self->active = false;
-      self->spin_until = now + static_cast<uint64_t>(self->spin.count()) * 1000;
-    }
-    if (now > self->spin_until) return self->stop_spinning();
-    self->drain();  // one lock, as cheap as looking first
-  });
+  if (closing) return;
+  auto on_turn = [](void* self) { static_cast<port_listener*>(self)->drain(); };  // one lock, as cheap as looking first
+  auto on_stop = [](void* self) { static_cast<port_listener*>(self)->stop_spinning(); };
+  if (!spinning.keep(loop.native(), spin, this, on_turn, on_stop)) return;
+  std::lock_guard lock(core->mutex);
+  core->spinning = true;
 }
 
 void port_listener::stop_spinning() noexcept {
-  uv_idle_stop(spinner);
+  spinning.stop();
   std::lock_guard lock(core->mutex);
   core->spinning = false;
   // Posts made while spinning sent no wake-up: if one is still queued, wake now.

@@ -17,6 +17,7 @@
 
 #include "crew/detail/handle.hpp"
 #include "crew/message_port.hpp"
+#include "detail/spinner.hpp"
 
 namespace crew::detail {
 
@@ -63,8 +64,8 @@ struct port_listener final : handle_state {
   void keep_spinning() noexcept;
   /// Like keep_spinning(), cheaper while already spinning (no clock read): for each post.
   void note_activity() noexcept {
-    if (spinner && uv_is_active(reinterpret_cast<uv_handle_t*>(spinner)))
-      active = true;
+    if (spinning.spinning())
+      spinning.note_activity();
     else
       keep_spinning();
   }
@@ -72,14 +73,12 @@ struct port_listener final : handle_state {
   void update_ref() noexcept;
 
   uv_async_t async;
-  uv_idle_t* spinner = nullptr;  // its own allocation, freed by its close callback
+  spinner spinning;
   std::shared_ptr<port_core> core;
   message_port::message_callback on_message;
   message_port::error_callback on_messageerror;
   message_port::close_callback on_close;
   std::chrono::microseconds spin{50};
-  uint64_t spin_until = 0;  // uv_hrtime() deadline
-  bool active = false;      // a post since the spinner last looked: push the deadline back
   unsigned message_callbacks = 0;  // counts on_message() calls: a callback replaced while it runs stays replaced
   bool referenced = true;
   std::vector<message> batch;  // reused between drains

@@ -10,7 +10,7 @@ cmake_minimum_required(VERSION 3.25)
 set(layers
   error:0 unique_function:0 utf8:0
   buffer:1 loop:1 url:1
-  work:2 task:2 shared_buffer:2 stop_relay:2
+  work:2 task:2 shared_buffer:2 stop_relay:2 spinner:2
   timer:3 signal:3 stream:3 message:3
   tcp:4 broadcast_channel:4 readline:4
   ipc:5
