@@ -58,7 +58,7 @@ int run_primary(const crew_server::options& o) {
 }
 
 int run_worker(const crew_server::options& o) {
-  crew_server::services services(crew::parent_channel());
+  crew_server::services services(crew::parent_channel(), o.pool_threads, o.pool_queue);
   crew::http::server server(services.router(), o.http);
   crew::cluster::listen(
       server, o.port,

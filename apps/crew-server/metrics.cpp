@@ -1,5 +1,7 @@
 #include "metrics.hpp"
 
+#include <unistd.h>
+
 #include <cstdio>
 
 namespace crew_server {
@@ -32,6 +34,36 @@ std::string prometheus_text(const std::vector<crew::cluster::worker_figures>& wo
               "\"} " + value + "\n";
     }
   }
+  return text;
+}
+
+std::string pool_text(const crew::pool_stats& pool) {
+  std::string pid = "{pid=\"" + std::to_string(getpid()) + "\"}";
+  std::string text;
+  auto add = [&](const char* name, const char* type, const char* help, double value) {
+    char number[32];
+    std::snprintf(number, sizeof number, "%.15g", value);
+    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " " + type + "\n" + name + pid + " " +
+            number + "\n";
+  };
+  add("crew_pool_threads", "gauge", "Threads of the answering worker's pool.", static_cast<double>(pool.threads));
+  add("crew_pool_running", "gauge", "Tasks running on that pool.", static_cast<double>(pool.running));
+  add("crew_pool_queue_size", "gauge", "Tasks waiting for a thread of that pool.", static_cast<double>(pool.queue_size));
+  add("crew_pool_completed_total", "counter", "Tasks that pool has run.", static_cast<double>(pool.completed));
+  add("crew_pool_utilization", "gauge", "Share of that pool's thread time spent running tasks.", pool.utilization);
+  auto summary = [&](const char* name, const char* help, const crew::duration_summary& d) {
+    text += std::string("# HELP ") + name + " " + help + "\n# TYPE " + name + " summary\n";
+    char line[160];
+    for (auto [q, v] : {std::pair{"0.5", d.p50}, {"0.9", d.p90}, {"0.99", d.p99}}) {
+      std::snprintf(line, sizeof line, "%s{pid=\"%d\",quantile=\"%s\"} %.9g\n", name, getpid(), q, v / 1e6);
+      text += line;
+    }
+    std::snprintf(line, sizeof line, "%s_sum%s %.9g\n%s_count%s %llu\n", name, pid.c_str(),
+                  d.mean * static_cast<double>(d.count) / 1e6, name, pid.c_str(), static_cast<unsigned long long>(d.count));
+    text += line;
+  };
+  summary("crew_pool_wait_seconds", "From a request to a thread of that pool taking its task.", pool.wait_time);
+  summary("crew_pool_run_seconds", "Tasks' time on a thread of that pool.", pool.run_time);
   return text;
 }
 

@@ -7,12 +7,17 @@
 #include <vector>
 
 #include <crew/cluster.hpp>
+#include <crew/pool.hpp>
 #include <crew/ipc.hpp>
 
 namespace crew_server {
 
 /// The figures in Prometheus' text format.
 std::string prometheus_text(const std::vector<crew::cluster::worker_figures>& workers);
+
+/// This worker's pool in Prometheus' text format: threads, running tasks,
+/// queue, completed tasks, utilisation, and wait and run times as summaries.
+std::string pool_text(const crew::pool_stats& pool);
 
 /// In the primary: if `m` (from worker w) asks for the figures, answers it and
 /// gives true.

@@ -12,6 +12,7 @@ namespace {
 constexpr const char* usage =
     "usage: crew-server [--port N] [--host ADDRESS] [--workers N] [--policy round_robin|shared|reuseport]\n"
     "                   [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N]\n"
+    "                   [--pool-threads N] [--pool-queue N]\n"
     "  --port                   the port to serve on (default 3000)\n"
     "  --host                   the IPv4 or IPv6 address to listen on (default 127.0.0.1;\n"
     "                           0.0.0.0 or :: for every interface)\n"
@@ -23,6 +24,8 @@ constexpr const char* usage =
     "                           else 408 and close (default 300000)\n"
     "  --keep-alive-timeout-ms  an idle keep-alive connection closes after this long (default 5000)\n"
     "  a timeout of 0 turns it off\n"
+    "  --pool-threads           each worker's threads for /heavy and /process-image (default 2)\n"
+    "  --pool-queue             requests waiting for those threads at most; past it 503 (default 1024)\n"
     "signals: SIGTERM/SIGINT graceful shutdown, SIGHUP rolling reload\n";
 
 template <class Number>
@@ -64,6 +67,10 @@ std::optional<options> parse(int argc, char** argv, bool& help) {
       ok = number(value, 0, 65535, o.port);
     else if (flag == "--workers")
       ok = number(value, 1, 1024, o.workers);
+    else if (flag == "--pool-threads")
+      ok = number<std::size_t>(value, 1, 256, o.pool_threads);
+    else if (flag == "--pool-queue")
+      ok = number<std::size_t>(value, 1, 1 << 20, o.pool_queue);
     else if (flag == "--host")
       o.host = value;
     else if (flag == "--headers-timeout-ms")

@@ -15,6 +15,8 @@ struct options {
   int workers = 0;  // 0: one per core
   crew::cluster::policy policy = crew::cluster::policy::round_robin;
   crew::http::server_options http;  // the timeouts of --*-timeout-ms; http's defaults otherwise
+  std::size_t pool_threads = 2;     // each worker's thread pool for /heavy and /process-image
+  std::size_t pool_queue = 1024;    // tasks waiting there at most; past it 503
 };
 
 /// Reads argv; on a bad or unknown flag prints why and the usage to stderr and

@@ -8,7 +8,6 @@
 #include <ctime>
 #include <random>
 
-#include <crew/work.hpp>
 
 namespace crew_server {
 namespace {
@@ -50,16 +49,21 @@ json js_number(double x) {
   return x;
 }
 
-struct answer {
-  int status;
-  std::string body;  // JSON
-};
+// On a pool thread: 1e6 random additions.
+json heavy() {
+  auto start = std::chrono::steady_clock::now();
+  static thread_local random_numbers random;
+  double result = 0;
+  for (int i = 0; i < 1'000'000; ++i) result += random.next();
+  std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
+  return {{"status", 200}, {"body", {{"result", result}, {"worker", getpid()}, {"duration", took.count()}}}};
+}
 
-// On a pool thread: the request body in, the answer out.
-answer process_image(const std::string& body) {
+// On a pool thread: the request body in, {status, body} out.
+json process_image(const std::string& body) {
   json input = json::parse(body, nullptr, false);
   if (input.is_discarded() || !input.is_object() || !input.contains("imageData") || !input["imageData"].is_array())
-    return {400, json{{"error", "expected {\"imageData\": [{\"r\":..,\"g\":..,\"b\":..}, ...]}"}}.dump()};
+    return {{"status", 400}, {"body", {{"error", "expected {\"imageData\": [{\"r\":..,\"g\":..,\"b\":..}, ...]}"}}}};
   json result = json::array();
   for (const json& pixel : input["imageData"]) {
     auto channel = [&](const char* name, double scale) -> json {
@@ -69,10 +73,10 @@ answer process_image(const std::string& body) {
     };
     json r = channel("r", 1.2), g = channel("g", 1.1), b = channel("b", 0.9);
     if (r.is_null() || g.is_null() || b.is_null())
-      return {400, json{{"error", "every pixel needs numbers r, g and b"}}.dump()};
+      return {{"status", 400}, {"body", {{"error", "every pixel needs numbers r, g and b"}}}};
     result.push_back({{"r", std::move(r)}, {"g", std::move(g)}, {"b", std::move(b)}});
   }
-  return {200, json{{"success", true}, {"result", std::move(result)}}.dump()};
+  return {{"status", 200}, {"body", {{"success", true}, {"result", std::move(result)}}}};
 }
 
 bool charset_name(const std::string& name) {
@@ -86,27 +90,32 @@ constexpr std::size_t max_converted = 16 << 20;  // bytes of output kept; past t
 
 }  // namespace
 
+services::services(crew::ipc_channel* primary, std::size_t pool_threads, std::size_t pool_queue)
+    : pool_({{"heavy", [](crew::message) { return heavy(); }},
+             {"process-image", [](crew::message body) { return process_image(body.value().get_ref<const std::string&>()); }}},
+            {.min_threads = 1, .max_threads = pool_threads, .max_queue = pool_queue}),
+      metrics_(primary) {}
+
+// Runs the task on the worker's pool and answers with what it gives ({status, body}).
+void services::on_pool(const char* task, crew::message in, crew::http::response& res) {
+  pool_.run(std::move(in), {.task = task}, [res = std::move(res)](crew::result<crew::message> out) mutable {
+    if (out.error() == crew::errc::queue_full)
+      return res.status(503).set_header("Retry-After", "1").json({{"error", "busy: try again"}});
+    if (!out) return res.status(500).json({{"error", crew::error_name(out.error())}});
+    json& answer = out->value();
+    res.status(answer["status"].get<int>()).json(answer["body"]);
+  });
+}
+
 crew::http::router services::router() {
   crew::http::router routes;
   routes.get("/", [](crew::http::request&, crew::http::response& res) {
     res.json({{"message", "Hello from worker"}, {"pid", getpid()}, {"timestamp", iso_time()}});
   });
 
-  routes.get("/heavy", [](crew::http::request&, crew::http::response& res) {
-    auto start = std::chrono::steady_clock::now();
-    static thread_local random_numbers random;
-    double result = 0;
-    for (int i = 0; i < 1'000'000; ++i) result += random.next();
-    std::chrono::duration<double, std::milli> took = std::chrono::steady_clock::now() - start;
-    res.json({{"result", result}, {"worker", getpid()}, {"duration", took.count()}});
-  });
-
-  routes.post("/process-image", [](crew::http::request& req, crew::http::response& res) {
-    crew::queue_work([body = std::move(req.body)] { return process_image(body); },
-                     [res = std::move(res)](crew::result<answer> out) mutable {
-                       if (!out) return res.status(500).json({{"error", crew::error_name(out.error())}});
-                       res.status(out->status).send(std::move(out->body), "application/json");
-                     });
+  routes.get("/heavy", [this](crew::http::request&, crew::http::response& res) { on_pool("heavy", nullptr, res); });
+  routes.post("/process-image", [this](crew::http::request& req, crew::http::response& res) {
+    on_pool("process-image", std::move(req.body), res);
   });
 
   routes.post("/convert", [this](crew::http::request& req, crew::http::response& res) { convert(req, res); });
@@ -122,9 +131,9 @@ crew::http::router services::router() {
   });
 
   routes.get("/metrics", [this](crew::http::request&, crew::http::response& res) {
-    metrics_.request([res = std::move(res)](std::string text) mutable {
+    metrics_.request([this, res = std::move(res)](std::string text) mutable {
       if (text.empty()) return res.status(503).send("the primary cannot answer now\n");
-      res.send(std::move(text), "text/plain; version=0.0.4; charset=utf-8");
+      res.send(std::move(text) + pool_text(pool_.stats()), "text/plain; version=0.0.4; charset=utf-8");
     });
   });
   return routes;

@@ -71,6 +71,9 @@ TEST(crew_server, serves_every_route_and_exits_0_on_sigterm) {
     EXPECT_EQ(metrics.status, 200);
     EXPECT_NE(metrics.body.find("crew_workers 2\n"), std::string::npos) << metrics.body;
     EXPECT_NE(metrics.body.find("crew_worker_memory_bytes{worker=\"1\""), std::string::npos) << metrics.body;
+    // The answering worker's pool, which ran /heavy or /process-image above (or is idle).
+    EXPECT_TRUE(std::regex_search(metrics.body, std::regex("\ncrew_pool_queue_size\\{pid=\"[0-9]+\"\\} 0\n"))) << metrics.body;
+    EXPECT_TRUE(std::regex_search(metrics.body, std::regex("\ncrew_pool_run_seconds_count\\{pid=\"[0-9]+\"\\} [0-9]+\n")));
     EXPECT_EQ(crew::test::request(port, "GET", "/nowhere").status, 404);
     kill(server, SIGTERM);
   });
