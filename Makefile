@@ -7,7 +7,7 @@ JOBS ?= $(shell nproc)
 # Debian packages crew needs to build, test and benchmark (see docs and DESIGN).
 PACKAGES := build-essential cmake ninja-build pkg-config git \
             libuv1-dev nlohmann-json3-dev libsimdjson-dev node-llhttp libgtest-dev libbenchmark-dev \
-            nodejs wrk nginx-light iputils-ping procps \
+            nodejs npm wrk nginx-light iputils-ping procps libssl-dev \
             clang libclang-rt-14-dev
 
 .PHONY: deps build debug test test-asan test-tsan fuzz run bench clean

@@ -10,12 +10,16 @@ for package in "$@"; do
 done
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 
-# nodesource's "nodejs" satisfies the dependency too; accept any node binary on PATH.
-if command -v node >/dev/null; then
-  for i in "${!missing[@]}"; do [[ ${missing[$i]} == nodejs ]] && unset 'missing[i]'; done
-  missing=("${missing[@]}")
-  [[ ${#missing[@]} -eq 0 ]] && exit 0
-fi
+# nodesource's "nodejs" (which brings npm) satisfies the dependency too: accept
+# any node and npm binaries on PATH.
+for i in "${!missing[@]}"; do
+  case ${missing[$i]} in
+    nodejs) command -v node >/dev/null && unset 'missing[i]' ;;
+    npm) command -v npm >/dev/null && unset 'missing[i]' ;;
+  esac
+done
+missing=("${missing[@]}")
+[[ ${#missing[@]} -eq 0 ]] && exit 0
 
 echo "make deps: installing ${missing[*]}"
 if [[ $(id -u) -eq 0 ]]; then

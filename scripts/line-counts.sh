@@ -8,11 +8,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# example's files | its Node twin's, in examples/
+# example's files | its Node twin's, in examples/ | its limit, where it is not 1.5
 pairs=(
   "rpc-parent.cpp rpc-child.cpp|rpc-parent.js rpc-child.js"
   "supervisor.cpp|supervisor.js"
   "cluster-json-api.cpp|cluster-json-api.js"
+  # Reading a file and hashing it are Node's standard library (fs, crypto); in C++ they take the
+  # standard library and OpenSSL: 10 lines against Node's 3. The rest is within 1.5x.
+  "hash-files.cpp|hash-files.js|2.0"
 )
 limit=1.5
 
@@ -49,8 +52,9 @@ table() {
   echo "|---|---:|---|---:|---:|"
   for pair in "${pairs[@]}"; do
     local -a ours twin
-    read -ra ours <<<"${pair%%|*}"
-    read -ra twin <<<"${pair##*|}"
+    IFS='|' read -r first second _ <<<"$pair"
+    read -ra ours <<<"$first"
+    read -ra twin <<<"$second"
     local a b
     a=$(total_lines "${ours[@]}")
     b=$(total_lines "${twin[@]}")
@@ -64,10 +68,12 @@ echo "$out"
 [[ ${1:-} == --check ]] || exit 0
 
 status=0
+i=0
 while IFS='|' read -r _ example lines _ twin_lines ratio _; do
   ratio=${ratio//[ x]/}
-  if awk -v r="$ratio" -v l="$limit" 'BEGIN { exit !(r > l) }'; then
-    echo "line-counts: $example is ${ratio}x its Node twin (at most ${limit}x)" >&2
+  IFS='|' read -r _ _ own_limit <<<"${pairs[i++]}"
+  if awk -v r="$ratio" -v l="${own_limit:-$limit}" 'BEGIN { exit !(r > l) }'; then
+    echo "line-counts: $example is ${ratio}x its Node twin (at most ${own_limit:-$limit}x)" >&2
     status=1
   fi
 done < <(tail -n +3 <<<"$out")

@@ -79,6 +79,7 @@ struct job {
   // Written by the thread before it hands the job to the mailbox.
   message out;
   std::exception_ptr thrown;
+  std::error_code failed;  // the task's result<T> held this error
   std::atomic<bool> cancelled{false};  // deliver ECANCELED, whatever the thread produced
   bool in_queue = false;               // guarded by the pool's mutex
   // The job's loop only.
@@ -178,6 +179,7 @@ struct inbox final : handle_state {
       if (!j->local) continue;  // delivered already (a timeout, a cancellation)
       if (j->cancelled) complete(*j, uv_error(UV_ECANCELED));
       else if (j->thrown) complete(*j, result<message>(j->thrown));
+      else if (j->failed) complete(*j, j->failed);
       else complete(*j, std::move(j->out));
     }
     for (auto& notice : notices) {
@@ -423,7 +425,13 @@ void pool_state::execute(job& j, int thread) {
   wait_time.record(nanoseconds(began - j.queued_at));
   task_context context{j.stop.get_token(), options.worker_data, thread};
   try {
-    j.out = (*j.fn)(std::move(j.in), context);
+    result<message> r = (*j.fn)(std::move(j.in), context);
+    if (r)
+      j.out = std::move(*r);
+    else if (r.exception())
+      j.thrown = r.exception();
+    else
+      j.failed = r.error();
   } catch (...) {
     j.thrown = std::current_exception();
   }

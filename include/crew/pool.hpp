@@ -54,24 +54,37 @@ struct task_context {
 };
 
 /// A task function: any callable taking a message (and, if it wants, the
-/// task_context) and returning something a message can be made of. It runs on
-/// the pool's threads, several at once: it must be safe to call concurrently.
+/// task_context) and returning something a message can be made of, or a
+/// crew::result of it: an error there (ENOENT, say) is the run's error, as a
+/// rejection with err.code is in Node. It runs on the pool's threads, several
+/// at once: it must be safe to call concurrently.
 class pool_task {
  public:
   template <class F>
     requires std::is_invocable_v<const F&, message, const task_context&> || std::is_invocable_v<const F&, message>
   pool_task(F fn)  // NOLINT: implicit, so that a map of names to lambdas reads as one
-      : fn_([fn = std::move(fn)](message in, const task_context& context) -> message {
+      : fn_([fn = std::move(fn)](message in, const task_context& context) -> result<message> {
           if constexpr (std::is_invocable_v<const F&, message, const task_context&>)
-            return message(fn(std::move(in), context));
+            return outcome(fn(std::move(in), context));
           else
-            return message(fn(std::move(in)));
+            return outcome(fn(std::move(in)));
         }) {}
 
-  message operator()(message in, const task_context& context) const { return fn_(std::move(in), context); }
+  result<message> operator()(message in, const task_context& context) const { return fn_(std::move(in), context); }
 
  private:
-  std::function<message(message, const task_context&)> fn_;
+  template <class T>
+  static result<message> outcome(T&& value) {
+    return message(std::forward<T>(value));
+  }
+  template <class T>
+  static result<message> outcome(result<T>&& r) {
+    if (r) return message(std::move(*r));
+    if (r.exception()) return result<message>(r.exception());
+    return r.error();
+  }
+
+  std::function<result<message>(message, const task_context&)> fn_;
 };
 
 /// Options of a pool.

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -345,6 +346,32 @@ TEST(examples, cluster_json_api_answers_from_every_worker_refuses_bad_input_and_
         });
     EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
   }
+}
+
+
+TEST(examples, hash_files_prints_each_sum_in_order_and_names_each_error) {
+  std::string dir = testing::TempDir() + "crew-hash-files";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir + "/hello") << "hello";
+  std::ofstream(dir + "/empty");
+  for (const twin& t : twins("hash-files")) {
+    SCOPED_TRACE(t.program);
+    auto r = crew::test::run_to_end(t.program, with(t, {dir + "/hello", dir + "/missing", dir + "/empty", dir}));
+    EXPECT_EQ(r.status, (crew::exit_status{1, 0}));
+    EXPECT_EQ(r.out, "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824  " + dir + "/hello\n" +
+                         "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855  " + dir + "/empty\n");
+    EXPECT_EQ(r.err, "hash-files: " + dir + "/missing: ENOENT\nhash-files: " + dir + ": EISDIR\n");
+  }
+  std::filesystem::remove_all(dir);
+}
+
+TEST(examples, worker_pool_runs_more_tasks_than_threads_and_prints_each_result_in_order) {
+  auto r = crew::test::run_to_end(CREW_BIN "/worker-pool", {"--size", "2", "--tasks", "5"});
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  EXPECT_TRUE(r.out.starts_with("fibonacci(25) = 75025\nfibonacci(26) = 121393\nfibonacci(27) = 196418\n"
+                                "fibonacci(28) = 317811\nfibonacci(29) = 514229\n5 tasks on 2 threads; waited "))
+      << r.out;
+  EXPECT_EQ(crew::test::run_to_end(CREW_BIN "/worker-pool", {"--tasks", "0"}).status, (crew::exit_status{2, 0}));
 }
 
 }  // namespace

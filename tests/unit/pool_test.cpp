@@ -82,10 +82,13 @@ TEST(pool, a_pool_of_one_function_runs_it_without_a_name) {
   EXPECT_EQ(got, 42);
 }
 
+// A task's failure is the run's: a thrown exception (ERR_UNCAUGHT_EXCEPTION,
+// with the exception), or the error of the crew::result it returns.
 TEST(pool, each_failure_is_an_error_value_with_its_name_never_inside_run) {
   crew::loop loop;
   crew::pool pool({{"throws", [](message) -> message { throw std::runtime_error("bad input"); }},
-                   {"get", [](message m) { return m.get<int>(); }}});
+                   {"get", [](message m) { return m.get<int>(); }},
+                   {"fails", [](message) -> result<int> { return crew::uv_error(UV_ENOENT); }}});
   std::vector<std::string> errors;
   bool inside_run = true;
   auto record = [&](result<message> r) {
@@ -104,11 +107,12 @@ TEST(pool, each_failure_is_an_error_value_with_its_name_never_inside_run) {
   pool.run(1, {.task = "no such task"}, record);
   pool.run(1, {.task = "throws"}, record);
   pool.run("not a number", {.task = "get"}, record);
+  pool.run(0, {.task = "fails"}, record);
   inside_run = false;
   crew::test::run_within(loop);
   std::multiset<std::string> got(errors.begin(), errors.end());
   EXPECT_EQ(got, (std::multiset<std::string>{"ERR_POOL_UNKNOWN_TASK", "ERR_UNCAUGHT_EXCEPTION", "bad input",
-                                             "ERR_UNCAUGHT_EXCEPTION", "ERR_INVALID_MESSAGE"}));
+                                             "ERR_UNCAUGHT_EXCEPTION", "ERR_INVALID_MESSAGE", "ENOENT"}));
 }
 
 // A running task past its timeout: ETIMEDOUT at once, and the task sees its

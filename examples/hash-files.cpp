@@ -1,0 +1,44 @@
+// hash-files FILE...: the SHA-256 of each file, printed as sha256sum prints it,
+// in the order given. All the files are read and hashed at once, on a pool of
+// threads (one per core); one that cannot be read is reported by its error's
+// name, and the exit code is 1. The twin of hash-files.js:
+//
+//   const sums = await Promise.allSettled(files.map(sha256));
+#include <crew/crew.hpp>
+#include <openssl/sha.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+// On a pool thread: the file's SHA-256 in hex, or why it cannot be read.
+crew::result<std::string> sha256(crew::message name) {
+  std::ifstream file(name.get<std::string>(), std::ios::binary);
+  if (!file || std::filesystem::is_directory(name.get<std::string>())) return crew::uv_error(file ? UV_EISDIR : -errno);
+  std::string bytes(std::istreambuf_iterator<char>(file), {}), hex;
+  unsigned char digest[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
+  for (unsigned char byte : digest) hex += {"0123456789abcdef"[byte >> 4], "0123456789abcdef"[byte & 15]};
+  return hex;
+}
+
+crew::task<> hash_all(std::vector<std::string> files, int& exit_code) {
+  crew::pool pool(sha256);
+  std::vector<crew::awaitable<crew::result<crew::message>>> runs;
+  for (const std::string& file : files) runs.push_back(pool.run(file));
+  std::vector<crew::result<crew::message>> sums = co_await crew::when_all(std::move(runs));
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    exit_code |= !sums[i];
+    if (sums[i])
+      std::printf("%s  %s\n", sums[i]->get<std::string>().c_str(), files[i].c_str());
+    else
+      std::fprintf(stderr, "hash-files: %s: %s\n", files[i].c_str(), crew::error_name(sums[i].error()).c_str());
+  }
+}
+
+int main(int argc, char** argv) {
+  int exit_code = 0;
+  crew::task<> hashing = hash_all({argv + 1, argv + argc}, exit_code);
+  crew::loop::current().run();
+  return exit_code;
+}
