@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -64,6 +65,7 @@ struct child_process::state final : detail::handle_state {
   // exited()'s awaiters: told at exit, or of the spawn's failure; ECANCELED
   // (once the call that closed the block has returned) when it closes first.
   detail::waiters<result<exit_status>> exit_waiters;
+  std::string program;  // a start that failed: what it was, should nobody hear of it
 
   ~state() override {
     notify_exit(uv_error(UV_ECANCELED));
@@ -459,6 +461,7 @@ child_process spawn(std::string command, std::vector<std::string> args, process_
     // disconnect event comes between error and close, so that whoever waits
     // on the channel hears of the failure too.
     s->spawn_error = failure;
+    s->program = command;
     uv_timer_init(l.native(), &s->handle.timer);
     result.adopt(s);
     if (fds.channel_index >= 0) {
@@ -469,7 +472,12 @@ child_process spawn(std::string command, std::vector<std::string> args, process_
     }
     uv_timer_start(&s->handle.timer, [](uv_timer_t* t) {
       auto* st = static_cast<child_process::state*>(t->data);
-      if (st->error_event && st->attached()) st->loop.invoke(st->error_event, st->spawn_error);
+      if (st->error_event && st->attached())
+        st->loop.invoke(st->error_event, st->spawn_error);
+      else if (st->attached() && st->exit_waiters.empty())
+        // Where Node would crash on an 'error' event nobody listens to, crew says so and goes on.
+        std::fprintf(stderr, "crew: cannot start %s: %s (the child_process has no on_error handler)\n",
+                     st->program.c_str(), error_name(st->spawn_error).c_str());
       st->record({st->spawn_error.value(), 0});  // Node: the negative error number
       st->notify_exit(st->spawn_error);
       st->maybe_close();

@@ -39,6 +39,14 @@ namespace {
 using wire::act;
 using wire::control;
 
+// The name this program was started by (its argv[0]).
+std::string own_name() {
+  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
+  std::string name;
+  std::getline(cmdline, name, '\0');
+  return name;
+}
+
 std::uint64_t resident_bytes(pid_t pid) {
   std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
   std::uint64_t size = 0, resident = 0;
@@ -272,6 +280,8 @@ worker_process& primary_state::start(environment env, int restarts_so_far) {
   for (const auto& [name, value] : env) options.extra_env[name] = value;
   options.extra_env["NODE_UNIQUE_ID"] = std::to_string(id);
   options.silent = config.silent;
+  // Workers of this very program show in ps (and pgrep) under its name, not as "exe".
+  if (options.argv0.empty() && config.exec == "/proc/self/exe") options.argv0 = own_name();
   child_process process = crew::fork(config.exec, config.args, std::move(options), loop);
   auto owned = std::unique_ptr<worker_process>(new worker_process(*this, id, restarts_so_far, std::move(env),
                                                                   std::move(process)));

@@ -116,7 +116,9 @@ struct ipc_request final : operation<result<message>> {
       deadline.emplace(scoped_timeout(options.timeout, [this] { finish(uv_error(UV_ETIMEDOUT)); }, loop_));
     if (stop.stop_possible()) relay.emplace(loop_, std::move(stop), [this] { finish(uv_error(UV_ECANCELED)); });
     channel->send(std::move(m), [weak = std::weak_ptr<ipc_request>(self)](std::error_code ec) {
-      if (auto r = weak.lock(); r && ec) r->finish(ec);
+      // A peer that went away (EPIPE, ECONNRESET) will never answer: its channel is closed.
+      bool gone = ec.value() == UV_EPIPE || ec.value() == UV_ECONNRESET;
+      if (auto r = weak.lock(); r && ec) r->finish(gone ? make_error_code(errc::ipc_channel_closed) : ec);
     });
   }
 

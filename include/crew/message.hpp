@@ -167,4 +167,8 @@ class message {
   std::unique_ptr<attachments, attachments_deleter> extra_;
 };
 
+/// The JSON value every message holds: nlohmann::ordered_json, which keeps
+/// keys in the order they were set, as JavaScript objects do.
+using json = message::value_type;
+
 }  // namespace crew

@@ -266,6 +266,11 @@ class waiters {
     std::erase_if(list_, [](const std::weak_ptr<operation<T>>& w) { return w.expired(); });
     list_.push_back(op);
   }
+  /// Whether no operation awaits.
+  bool empty() {
+    std::erase_if(list_, [](const std::weak_ptr<operation<T>>& w) { return w.expired(); });
+    return list_.empty();
+  }
   /// Completes every operation still awaited with v; none can join meanwhile.
   void complete_all(const T& v) {
     for (auto& w : std::exchange(list_, {}))

@@ -314,7 +314,7 @@ TEST(examples, cluster_json_api_answers_from_every_worker_refuses_bad_input_and_
     auto r = crew::test::run_program(
         t.program, with(t, {"--port", "0", "--workers", "2"}),
         "listening on 127\\.0\\.0\\.1:([0-9]+)\n[\\s\\S]*listening on 127\\.0\\.0\\.1:[0-9]+\n",
-        [](int port, pid_t primary) {
+        [&t](int port, pid_t primary) {
           auto answer = [port](const char* method, const char* path, const std::string& body = "") {
             crew::test::http_answer a = crew::test::request(port, method, path, body);
             return std::pair{a.status, json::parse(a.body, nullptr, false)};
@@ -327,6 +327,13 @@ TEST(examples, cluster_json_api_answers_from_every_worker_refuses_bad_input_and_
             workers.insert(health.value("worker", 0L));
           }
           EXPECT_EQ(workers.size(), 2u);
+          if (t.before.empty()) {
+            // Workers of /proc/self/exe go by the primary's name in ps, not "exe".
+            std::ifstream cmdline("/proc/" + std::to_string(*workers.begin()) + "/cmdline");
+            std::string name;
+            std::getline(cmdline, name, '\0');
+            EXPECT_TRUE(name.ends_with("cluster-json-api")) << name;
+          }
           auto [status, sum] = answer("POST", "/api/sum", R"({"numbers": [1, 2, 3.5]})");
           EXPECT_EQ(status, 200);
           EXPECT_EQ(sum.value("sum", 0.0), 6.5);
