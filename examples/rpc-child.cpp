@@ -9,9 +9,10 @@
 
 using json = crew::message::value_type;
 
+// JSON numbers are doubles, as JavaScript's are: 1e300 and 1.9 add as they do in Node.
 struct add_request {
   std::string op;
-  long long a = 0, b = 0;
+  double a = 0, b = 0;
 };
 NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(add_request, op, a, b)
 

@@ -2,8 +2,9 @@
 // fails (a non-zero exit or a signal): 100 ms later, then 200 ms, 400 ms...
 // up to 10 s; a run that lasted 10 s starts the delay over. It gives up after
 // 5 failures in a row (exit code 1), and exits 0 once COMMAND succeeds.
-// SIGTERM or SIGINT stops COMMAND and the supervisor (exit code 0). The twin
-// of supervisor.js:
+// SIGTERM or SIGINT stops COMMAND and the supervisor (exit code 0). COMMAND
+// runs in a process group of its own, which goes with it: no process it
+// started is left behind, after a failure or a stop. The twin of supervisor.js:
 //
 //   const child = spawn(command, args, { stdio: 'inherit', signal });
 //   const [code, signal] = await once(child, 'exit');
@@ -25,12 +26,14 @@ crew::task<> supervise(std::string command, std::vector<std::string> args, int& 
   std::stop_source stopping;
   auto stop = [&stopping](int) { stopping.request_stop(); };
   crew::signal_watcher term = crew::on_signal(SIGTERM, stop), interrupt = crew::on_signal(SIGINT, stop);
-  crew::process_options options{.stdio = std::vector(3, crew::stdio::inherit()), .stop = stopping.get_token()};
+  crew::process_options options{
+      .stdio = std::vector(3, crew::stdio::inherit()), .process_group = true, .stop = stopping.get_token()};
   auto delay = 100ms;
   for (int failures = 1;; ++failures) {
     auto started = std::chrono::steady_clock::now();
     crew::child_process child = crew::spawn(command, args, options);
     crew::result<crew::exit_status> status = co_await child.exited();
+    child.kill_tree();  // what COMMAND left running (its group) goes with it
     if (!status) {
       std::fprintf(stderr, "supervisor: cannot run %s: %s\n", command.c_str(), crew::error_name(status.error()).c_str());
       exit_code = 127;

@@ -3,6 +3,8 @@
 // later, then 200 ms, 400 ms... up to 10 s; a run that lasted 10 s starts the
 // delay over. It gives up after 5 failures in a row (exit code 1), and exits 0
 // once COMMAND succeeds. SIGTERM or SIGINT stops COMMAND and the supervisor.
+// COMMAND runs in a process group of its own, which goes with it: no process
+// it started is left behind, after a failure or a stop.
 const { spawn } = require('node:child_process');
 const { once } = require('node:events');
 const { setTimeout: sleep } = require('node:timers/promises');
@@ -13,7 +15,9 @@ async function supervise(command, args) {
   let delay = 100;
   for (let failures = 1; ; ++failures) {
     const started = Date.now();
-    const child = spawn(command, args, { stdio: 'inherit', signal: stopping.signal });
+    const child = spawn(command, args, { stdio: 'inherit', detached: true, signal: stopping.signal });
+    const group = () => child.pid && process.kill(-child.pid, 'SIGTERM');
+    stopping.signal.addEventListener('abort', () => { try { group(); } catch {} });
     let code, signal;
     try {
       [code, signal] = await once(child, 'exit');
@@ -22,6 +26,9 @@ async function supervise(command, args) {
       console.error(`supervisor: cannot run ${command}: ${error.code}`);
       return 127;
     }
+    try {
+      group(); // what COMMAND left running goes with it
+    } catch {}
     if (stopping.signal.aborted || code === 0) break;
     if (Date.now() - started >= 10000) [failures, delay] = [1, 100];
     const why = signal ?? `code ${code}`;

@@ -38,8 +38,8 @@ int run_primary(const crew_server::options& o) {
   });
   primary.on_exit([&](crew::cluster::worker_process& w, crew::exit_status s) {
     if (w.exited_after_disconnect() || exit_code != 0) return;
-    std::fprintf(stderr, "crew-server: worker %d (pid %d) died (code %d, signal %d); restarting it\n", w.id(), w.pid(),
-                 s.code, s.signal);
+    std::fprintf(stderr, "crew-server: worker %d (pid %d) died (code %d, signal %d)\n", w.id(), w.pid(), s.code,
+                 s.signal);
   });
   // Workers ask for /metrics' figures. A port that cannot be had ends the
   // program with code 1 and says why (the primary's default).

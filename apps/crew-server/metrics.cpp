@@ -68,35 +68,22 @@ std::string pool_text(const crew::pool_stats& pool) {
 }
 
 bool answer_metrics(crew::cluster::primary& primary, crew::cluster::worker_process& w, const crew::message::value_type& m) {
-  if (!m.is_object() || !m.contains("metrics_request")) return false;
-  w.send(crew::message::value_type{{"metrics_answer", m["metrics_request"]}, {"text", prometheus_text(primary.figures())}});
+  if (!m.is_object() || !m.contains("metrics_request") || !m.contains("id")) return false;
+  w.send(crew::json{{"id", m["id"]}, {"text", prometheus_text(primary.figures())}});
   return true;
 }
 
-metrics_client::metrics_client(crew::ipc_channel* primary) : primary_(primary) {
-  if (!primary_) return;
-  primary_->on_message([this](crew::message m) {
-    const auto& v = m.value();
-    if (v.is_object() && v.contains("metrics_answer")) answer(v["metrics_answer"].get<long>(), v.value("text", ""));
-  });
-}
-
-void metrics_client::request(crew::unique_function<void(std::string)> done) {
-  // Never inside this call: no primary means an empty answer on the next turn.
-  if (!primary_ || !primary_->connected()) return crew::loop::current().post([done = std::move(done)]() mutable { done(""); });
-  long seq = next_++;
-  waiting_[seq] = std::move(done);
-  primary_->send(crew::message::value_type{{"metrics_request", seq}}, [this, seq](std::error_code ec) {
-    if (ec) answer(seq, "");
-  });
-}
-
-void metrics_client::answer(long seq, std::string text) {
-  auto it = waiting_.find(seq);
-  if (it == waiting_.end()) return;
-  auto done = std::move(it->second);
-  waiting_.erase(it);
-  done(std::move(text));
+crew::task<> serve_metrics(crew::ipc_channel* primary, crew::http::response res, std::string tail) {
+  crew::result<crew::message> answer = crew::make_error_code(crew::errc::ipc_channel_closed);
+  if (primary) {
+    crew::message question(crew::json{{"metrics_request", true}});
+    answer = co_await primary->request(std::move(question), {.timeout = std::chrono::seconds(2)});
+  }
+  if (!answer) {
+    res.status(503).send("the primary cannot answer now: " + crew::error_name(answer.error()) + "\n");
+    co_return;
+  }
+  res.send(answer->value().value("text", "") + tail, "text/plain; version=0.0.4; charset=utf-8");
 }
 
 }  // namespace crew_server

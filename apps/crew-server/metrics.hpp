@@ -2,13 +2,14 @@
 // serves the request asks the primary for them over the IPC channel.
 #pragma once
 
-#include <map>
 #include <string>
 #include <vector>
 
 #include <crew/cluster.hpp>
+#include <crew/http.hpp>
 #include <crew/pool.hpp>
 #include <crew/ipc.hpp>
+#include <crew/task.hpp>
 
 namespace crew_server {
 
@@ -23,21 +24,8 @@ std::string pool_text(const crew::pool_stats& pool);
 /// gives true.
 bool answer_metrics(crew::cluster::primary& primary, crew::cluster::worker_process& w, const crew::message::value_type& m);
 
-/// In a worker: asks the primary for the text.
-class metrics_client {
- public:
-  /// `primary`: the worker's channel to its primary (null outside a cluster).
-  explicit metrics_client(crew::ipc_channel* primary);
-
-  /// done gets the text, or "" when the primary cannot answer (no channel, or
-  /// disconnected); exactly once, never inside request().
-  void request(crew::unique_function<void(std::string)> done);
-
- private:
-  void answer(long seq, std::string text);
-  crew::ipc_channel* primary_;
-  std::map<long, crew::unique_function<void(std::string)>> waiting_;
-  long next_ = 1;
-};
+/// In a worker: asks the primary for the figures (it answers within 2 s, or
+/// the answer is 503) and answers `res` with them, followed by `tail`.
+crew::task<> serve_metrics(crew::ipc_channel* primary, crew::http::response res, std::string tail);
 
 }  // namespace crew_server

@@ -94,7 +94,7 @@ services::services(crew::ipc_channel* primary, std::size_t pool_threads, std::si
     : pool_({{"heavy", [](crew::message) { return heavy(); }},
              {"process-image", [](crew::message body) { return process_image(body.value().get_ref<const std::string&>()); }}},
             {.min_threads = 1, .max_threads = pool_threads, .max_queue = pool_queue}),
-      metrics_(primary) {}
+      primary_(primary) {}
 
 // Runs the task on the worker's pool and answers with what it gives ({status, body}).
 void services::on_pool(const char* task, crew::message in, crew::http::response& res) {
@@ -131,10 +131,7 @@ crew::http::router services::router() {
   });
 
   routes.get("/metrics", [this](crew::http::request&, crew::http::response& res) {
-    metrics_.request([this, res = std::move(res)](std::string text) mutable {
-      if (text.empty()) return res.status(503).send("the primary cannot answer now\n");
-      res.send(std::move(text) + pool_text(pool_.stats()), "text/plain; version=0.0.4; charset=utf-8");
-    });
+    crew::task<> answering = serve_metrics(primary_, std::move(res), pool_text(pool_.stats()));  // runs on alone
   });
   return routes;
 }

@@ -37,7 +37,7 @@ class services {
   void on_pool(const char* task, crew::message in, crew::http::response& res);
   crew::pool pool_;
   std::list<crew::child_process> conversions_;
-  metrics_client metrics_;
+  crew::ipc_channel* primary_;  // null outside a cluster
 };
 
 }  // namespace crew_server

@@ -113,6 +113,7 @@ struct connection {
   void feed(const char* data, std::size_t size);
   void hold(const char* from, const char* end);
   bool count_to(const char* at);
+  bool chunk_end_ok(const char* from);  // the CRLF after a chunk's data, as far as the input goes
   int headers_complete();  // llhttp's on_headers_complete
   bool on_message_done(bool more_input);
   void fail(int status);
@@ -137,6 +138,9 @@ struct connection {
   event pending = event::none;  // what paused the parser
   std::string_view piece;       // a streamed body's bytes, at a body_piece pause
   const char* mark = nullptr;   // the first byte of the input being parsed not yet counted
+  const char* input_end = nullptr;  // the end of the input being parsed
+  int crlf_owed = 0;              // bytes of a chunk's closing CRLF not yet seen (2, 1 or 0)
+  bool line_start = false;        // the last header byte counted ended a line
   std::size_t header_bytes = 0;   // raw bytes of this request before its body
   std::size_t framing_bytes = 0;  // raw bytes since the body's last data: a chunk line, the trailers
   int error_status = 0;           // set by a parser callback that refused the request

@@ -239,8 +239,6 @@ std::vector<std::string> with(const twin& t, std::vector<std::string> args) {
   return all;
 }
 
-// Whether a process of that pid runs (or waits to be reaped).
-bool exists(pid_t pid) { return kill(pid, 0) == 0; }
 
 TEST(examples, rpc_parents_node_twin_prints_the_same_replies_and_failures) {
   auto r = crew::test::run_to_end("node", {CREW_EXAMPLES "/rpc-parent.js"});
@@ -291,19 +289,49 @@ TEST(examples, supervisor_reports_a_command_it_cannot_run) {
   }
 }
 
-// SIGTERM stops the command it runs, which it reaps before it exits 0.
-TEST(examples, supervisor_stops_its_command_on_sigterm_and_exits_0) {
+// Whether a process runs: it exists and is not a zombie (one left to init may
+// wait a while to be reaped).
+bool running(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string pid_text, name, state;
+  return stat >> pid_text >> name >> state && state != "Z";
+}
+
+// Whether a process stops running within 2 s.
+bool ends(pid_t pid) {
+  for (int i = 0; i < 200 && running(pid); ++i) std::this_thread::sleep_for(10ms);
+  return !running(pid);
+}
+
+// SIGTERM stops the command it runs, and what the command started; then the
+// supervisor exits 0.
+TEST(examples, supervisor_stops_its_command_and_what_it_started_on_sigterm_and_exits_0) {
   for (const twin& t : twins("supervisor")) {
     SCOPED_TRACE(t.program);
-    pid_t command = 0;
-    auto r = crew::test::run_program(t.program, with(t, {"sh", "-c", "echo running $$; exec sleep 30"}),
-                                     "running ([0-9]+)\n", [&](int pid, pid_t supervisor) {
-                                       command = pid;
-                                       kill(supervisor, SIGTERM);
-                                     });
+    auto r = crew::test::run_program(t.program, with(t, {"sh", "-c", "sleep 31 & echo running $$ $!; exec sleep 30"}),
+                                     "running [0-9]+ ([0-9]+)\n",
+                                     [&](int, pid_t supervisor) { kill(supervisor, SIGTERM); });
     EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
-    EXPECT_GT(command, 0);
-    EXPECT_FALSE(exists(command));
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(r.out, m, std::regex("running ([0-9]+) ([0-9]+)\n"))) << r.out;
+    EXPECT_TRUE(ends(std::stoi(m[1])));  // the command
+    EXPECT_TRUE(ends(std::stoi(m[2])));  // what it started
+  }
+}
+
+// A command that fails leaves nothing it started behind when it is started again.
+TEST(examples, supervisor_leaves_nothing_a_failed_run_started) {
+  for (const twin& t : twins("supervisor")) {
+    SCOPED_TRACE(t.program);
+    auto r = crew::test::run_to_end(t.program, with(t, {"sh", "-c", "sleep 32 & echo started $!; exit 3"}));
+    EXPECT_EQ(r.status, (crew::exit_status{1, 0}));
+    std::regex started("started ([0-9]+)\n");
+    int count = 0;
+    for (auto it = std::sregex_iterator(r.out.begin(), r.out.end(), started); it != std::sregex_iterator(); ++it) {
+      ++count;
+      EXPECT_TRUE(ends(std::stoi((*it)[1])));
+    }
+    EXPECT_EQ(count, 5);
   }
 }
 
