@@ -30,6 +30,7 @@
 #include "crew/ipc.hpp"
 #include "crew/signal.hpp"
 #include "detail/cluster_wire.hpp"
+#include "detail/resident_memory.hpp"
 #include "detail/tcp_state.hpp"
 
 namespace crew::cluster {
@@ -45,13 +46,6 @@ std::string own_name() {
   std::string name;
   std::getline(cmdline, name, '\0');
   return name;
-}
-
-std::uint64_t resident_bytes(pid_t pid) {
-  std::ifstream statm("/proc/" + std::to_string(pid) + "/statm");
-  std::uint64_t size = 0, resident = 0;
-  if (!(statm >> size >> resident)) return 0;
-  return resident * static_cast<std::uint64_t>(sysconf(_SC_PAGESIZE));
 }
 
 // How long the primary waits for a dead worker's channel to end before closing it.
@@ -735,7 +729,7 @@ void primary_state::check_memory() {
   if (shutting_down) return;
   for (auto& [id, w] : workers) {
     bool busy = w->stopping_ || w->replacing_ || !w->listening_;
-    if (!busy && resident_bytes(w->pid()) > config.restart.max_memory_bytes) replace(*w, [](bool) {});
+    if (!busy && crew::detail::resident_bytes(w->pid()) > config.restart.max_memory_bytes) replace(*w, [](bool) {});
   }
 }
 
@@ -767,7 +761,7 @@ worker_figures worker_process::figures() const {
           .pid = pid(),
           .uptime = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - started_),
           .restarts = restarts_,
-          .memory_bytes = dead_ ? 0 : detail::resident_bytes(pid()),
+          .memory_bytes = dead_ ? 0 : crew::detail::resident_bytes(pid()),
           .requests_served = requests_served_};
 }
 

@@ -1,8 +1,10 @@
 #include "crew/error.hpp"
 
+#include <string.h>
 #include <uv.h>
 
 #include <array>
+#include <csignal>
 #include <string_view>
 
 namespace crew {
@@ -44,7 +46,13 @@ constexpr std::array own_errors{
     own_error{errc::pool_closed, "ERR_POOL_CLOSED", "the pool is closed", std::errc::operation_not_permitted},
     own_error{errc::pool_unknown_task, "ERR_POOL_UNKNOWN_TASK", "the pool has no task of that name",
               std::errc::invalid_argument},
+    own_error{errc::pool_worker_exited, "ERR_POOL_WORKER_EXITED", "the worker process exited during the task",
+              std::errc{}},
 };
+
+// signal_error(): signals follow crew's own codes, at signal_base + the signal's number.
+constexpr int signal_base = 1000;
+bool is_signal(int value) noexcept { return value > signal_base && value < signal_base + NSIG; }
 
 const own_error* find_own(int value) noexcept {
   for (const auto& e : own_errors)
@@ -74,6 +82,7 @@ class crew_category final : public std::error_category {
       return buffer;
     }
     if (const own_error* e = find_own(value)) return std::string(e->message);
+    if (is_signal(value)) return std::string("killed by a signal: ") + strsignal(value - signal_base);
     return "unknown crew error " + std::to_string(value);
   }
 
@@ -98,11 +107,17 @@ std::error_code uv_error(int status) noexcept {
   return {status, error_category()};
 }
 
+std::error_code signal_error(int signum) noexcept { return {signal_base + signum, error_category()}; }
+
 std::string error_name(const std::error_code& ec) {
   if (!ec) return {};
   if (ec.category() == error_category()) {
     if (ec.value() < 0) return uv_name(ec.value());
     if (const own_error* e = find_own(ec.value())) return std::string(e->name);
+    if (is_signal(ec.value())) {
+      const char* name = sigabbrev_np(ec.value() - signal_base);
+      return name ? std::string("SIG") + name : "UNKNOWN";
+    }
     return "UNKNOWN";
   }
   if (ec.category() == std::generic_category() || ec.category() == std::system_category())

@@ -12,6 +12,7 @@
 #include "crew/message.hpp"
 #include "crew/message_port.hpp"
 #include "crew/pool.hpp"
+#include "crew/process_pool.hpp"
 #include "crew/readline.hpp"
 #include "crew/shared_buffer.hpp"
 #include "crew/signal.hpp"

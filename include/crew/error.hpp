@@ -43,6 +43,7 @@ enum class errc : int {
   invalid_url,                     ///< "ERR_INVALID_URL": text that the URL parser cannot read as a URL.
   pool_closed,                     ///< "ERR_POOL_CLOSED": a task sent to a pool after close() or destroy().
   pool_unknown_task,               ///< "ERR_POOL_UNKNOWN_TASK": a task name the pool has no function for.
+  pool_worker_exited,              ///< "ERR_POOL_WORKER_EXITED": a pool's worker process exited during the task.
 };
 
 /// The category of every code crew reports. Negative values are libuv's codes,
@@ -54,6 +55,11 @@ std::error_code make_error_code(errc e) noexcept;
 
 /// Makes a crew code from a libuv status (a negative UV_E* value); 0 gives success.
 std::error_code uv_error(int status) noexcept;
+
+/// The code of a process killed by signal `signum` (a pool's worker that
+/// crashed): error_name() gives the signal's name ("SIGSEGV"), message() its
+/// description ("Segmentation fault").
+std::error_code signal_error(int signum) noexcept;
 
 /// Node's name for a code: "ENOENT", "ECANCELED", "ERR_IPC_CHANNEL_CLOSED".
 /// Works for crew's category and for std::generic_category()/system_category()

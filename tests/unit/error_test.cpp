@@ -1,6 +1,8 @@
 #include "crew/error.hpp"
 
 #include <gtest/gtest.h>
+
+#include <csignal>
 #include <uv.h>
 
 #include <future>
@@ -31,6 +33,14 @@ TEST(error, libuv_codes_without_an_errno_stay_in_crews_category) {
 TEST(error, a_zero_status_is_success) {
   EXPECT_FALSE(crew::uv_error(0));
   EXPECT_EQ(crew::error_name(crew::uv_error(0)), "");
+}
+
+TEST(error, a_signal_error_is_named_after_its_signal) {
+  std::error_code killed = crew::signal_error(SIGSEGV);
+  EXPECT_EQ(crew::error_name(killed), "SIGSEGV");
+  EXPECT_NE(killed.message().find("Segmentation fault"), std::string::npos) << killed.message();
+  EXPECT_EQ(crew::error_name(crew::signal_error(SIGKILL)), "SIGKILL");
+  EXPECT_NE(killed, crew::signal_error(SIGKILL));
 }
 
 TEST(error, crews_own_conditions_have_node_style_names) {
