@@ -61,8 +61,8 @@ struct process_pool::state final : detail::handle_state {
 
   struct worker {
     child_process process;
-    std::shared_ptr<job> current;
-    std::size_t tasks_done = 0;
+    std::map<std::int64_t, std::shared_ptr<job>> running;  // sent to it, not answered, by id
+    std::size_t sent = 0;  // tasks sent to it
     clock::time_point idle_since = clock::now();
     bool leaving = false;  // disconnected or killed: takes no more tasks
   };
@@ -71,6 +71,7 @@ struct process_pool::state final : detail::handle_state {
     uv_timer_init(l.native(), &sweep);
     if (options.max_workers == 0) options.max_workers = std::max(1u, std::thread::hardware_concurrency());
     options.min_workers = std::min(options.min_workers, options.max_workers);
+    options.concurrent_tasks_per_worker = std::max<std::size_t>(1, options.concurrent_tasks_per_worker);
     options.process.process_group = true;  // a kill reaches what the worker started
     options.process.extra_env[worker_variable] = "1";
     if (options.program.empty()) options.program = "/proc/self/exe";
@@ -146,7 +147,9 @@ struct process_pool::state final : detail::handle_state {
 
   worker* idle_worker() {
     for (worker& w : workers)
-      if (!w.current && !w.leaving && w.process.connected()) return &w;
+      if (w.running.size() < options.concurrent_tasks_per_worker && !w.leaving && w.process.connected() &&
+          (options.max_tasks_per_worker == 0 || w.sent < options.max_tasks_per_worker))
+        return &w;
     return nullptr;
   }
 
@@ -167,7 +170,8 @@ struct process_pool::state final : detail::handle_state {
       if (first->second.empty()) queue.erase(first);
       wait_time.record(nanoseconds(clock::now() - j->queued_at));
       j->on = w;
-      w->current = j;
+      w->running[j->id] = j;
+      ++w->sent;
       j->started = clock::now();
       w->process.send(json{{"id", j->id}, {"task", j->task}, {"value", std::move(j->in).value()}});
     }
@@ -176,15 +180,19 @@ struct process_pool::state final : detail::handle_state {
   // A worker's answer.
   void answered(worker& w, message m) {
     json& v = m.value();
-    if (!v.is_object() || !v.contains("id") || !w.current || v["id"] != w.current->id) return;
-    std::shared_ptr<job> j = std::exchange(w.current, nullptr);
+    if (!v.is_object() || !v.contains("id") || !v["id"].is_number_integer()) return;
+    auto found = w.running.find(v["id"].get<std::int64_t>());
+    if (found == w.running.end()) return;  // not its task, or ended already (a timeout)
+    std::shared_ptr<job> j = std::move(found->second);
+    w.running.erase(found);
     j->on = nullptr;
     note_ran(*j);
-    ++w.tasks_done;
     w.idle_since = clock::now();
-    bool worn = (options.max_tasks_per_worker > 0 && w.tasks_done >= options.max_tasks_per_worker) ||
-                (options.max_memory_bytes > 0 && detail::resident_bytes(w.process.pid()) > options.max_memory_bytes);
-    if (worn) retire(w);
+    // A worn worker takes no more tasks, and goes once it has answered for those it has.
+    if ((options.max_tasks_per_worker > 0 && w.sent >= options.max_tasks_per_worker) ||
+        (options.max_memory_bytes > 0 && detail::resident_bytes(w.process.pid()) > options.max_memory_bytes))
+      w.leaving = true;
+    if (w.leaving && w.running.empty()) retire(w);
     if (v.contains("error"))
       finish(*j, failure_of(v["error"]));
     else
@@ -195,17 +203,18 @@ struct process_pool::state final : detail::handle_state {
     arm_sweep();
   }
 
-  // A worker exited (or never started). Its task fails with why.
+  // A worker exited (or never started). Its tasks fail with why.
   void gone(std::list<worker>::iterator it, exit_status s, std::error_code start_error) {
-    std::shared_ptr<job> j = std::exchange(it->current, nullptr);
+    std::map<std::int64_t, std::shared_ptr<job>> lost = std::move(it->running);
     workers.erase(it);
-    if (j) {
+    std::error_code why = start_error     ? start_error
+                          : s.signal != 0 ? signal_error(s.signal)
+                                          : make_error_code(errc::pool_worker_exited);
+    for (auto& [id, j] : lost) {
       j->on = nullptr;
       note_ran(*j);
-      std::error_code why = start_error         ? start_error
-                            : s.signal != 0     ? signal_error(s.signal)
-                                                : make_error_code(errc::pool_worker_exited);
       finish(*j, why);
+      if (closing) return;
     }
     if (closing) return;
     if (!accepting) return settle();
@@ -228,7 +237,8 @@ struct process_pool::state final : detail::handle_state {
     if (found == jobs.end()) return;
     std::shared_ptr<job> j = found->second;
     if (worker* w = j->on) {
-      w->current = nullptr;
+      // Its other tasks, if it runs several, fail with the exit this causes.
+      w->running.erase(j->id);
       j->on = nullptr;
       w->leaving = true;
       (void)w->process.kill_tree(SIGKILL);
@@ -288,7 +298,8 @@ struct process_pool::state final : detail::handle_state {
       std::size_t staying = 0;
       for (worker& w : s->workers) staying += !w.leaving;
       for (worker& w : s->workers)
-        if (staying > s->options.min_workers && !w.current && !w.leaving && clock::now() - w.idle_since >= s->options.idle_timeout) {
+        if (staying > s->options.min_workers && w.running.empty() && !w.leaving &&
+            clock::now() - w.idle_since >= s->options.idle_timeout) {
           s->retire(w);
           --staying;
         }
@@ -394,7 +405,7 @@ pool_stats process_pool::stats() const {
   if (!s) return out;
   for (auto& w : s->workers) {
     out.threads += !w.leaving;
-    out.running += w.current != nullptr;
+    out.running += w.running.size();
   }
   out.queue_size = s->queued();
   out.completed = s->completed;

@@ -61,8 +61,10 @@ constexpr workload workloads[] = {
      "                          [--threads T] [--keep-alive yes|no] [--reload yes]  an HTTP cluster under wrk: req_per_s,\n"
      "                          latency_p50, latency_p99, failed, worker_replace"},
     {"pool", crew::bench::pool,
-     "pool [--tasks N] [--workers W] [--in-flight K] [--kind crew|hand]  tiny tasks on a pool of W threads:\n"
-     "                          pool_tasks_per_s, pool_serial_latency_us"},
+     "pool [--tasks N] [--workers W] [--in-flight K] [--kind crew|hand]  tiny tasks on pools of W threads, W processes:\n"
+     "                          pool_tasks_per_s, pool_serial_latency_us, process_pool_tasks_per_s,\n"
+     "                          process_pool_serial_latency_us"},
+    {"pool-worker", crew::bench::pool_worker, "pool-worker             (a worker of pool's process pool)"},
 };
 
 int usage() {

@@ -47,5 +47,6 @@ int fork_ipc_child(const options& opts);
 int worker_threads(const options& opts);  // workers: startup, round trip, one-way messages
 int cluster_http(const options& opts);    // an HTTP cluster under wrk: requests per second, latency, replacement
 int pool(const options& opts);            // tiny tasks on crew::pool (or the hand-written pool): rate and latency
+int pool_worker(const options& opts);     // the process pool's worker of `pool`
 
 }  // namespace crew::bench

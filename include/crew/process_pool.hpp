@@ -59,6 +59,11 @@ struct process_pool_options {
   std::chrono::milliseconds idle_timeout{1000};
   /// Tasks waiting for a worker, at most; past it ERR_QUEUE_FULL. default: no bound.
   std::size_t max_queue = pool_options::no_bound;
+  /// Tasks sent to one worker before it has answered the first (piscina's
+  /// concurrentTasksPerWorker): a worker serves them in turn (or at once, if it
+  /// is async, as a Node worker may be), and the channel never waits for a
+  /// round trip. A worker that dies fails all of them. Default: 1.
+  std::size_t concurrent_tasks_per_worker = 1;
   /// A worker that has run this many tasks is replaced before the next; default: 0, never.
   std::size_t max_tasks_per_worker = 0;
   /// A worker whose resident memory is past this after a task is replaced; default: 0, never.

@@ -144,6 +144,27 @@ TEST(process_pool, a_stop_token_cancels_a_queued_run_and_kills_a_running_ones_wo
   EXPECT_FALSE(alive(worker));
 }
 
+// concurrent_tasks_per_worker tasks go to a worker before it answers the
+// first; when it dies, each of them fails, and what waited goes to a new one.
+TEST(process_pool, a_worker_takes_concurrent_tasks_per_worker_at_once_and_its_death_fails_them_all) {
+  crew::loop loop;
+  crew::process_pool_options o = fixture(1);
+  o.concurrent_tasks_per_worker = 3;
+  crew::process_pool pool(std::move(o));
+  std::vector<std::string> outcomes;
+  auto record = [&](result<message> r) { outcomes.push_back(name_of(r)); };
+  pool.run(0, {.task = "crash"}, record);
+  pool.run(0, {.task = "pid"}, record);
+  pool.run(0, {.task = "pid"}, record);
+  pool.run(0, {.task = "echo"}, record);
+  crew::pool_stats s = pool.stats();
+  EXPECT_EQ(s.running, 3u);
+  EXPECT_EQ(s.queue_size, 1u);
+  crew::test::run_within(loop, 30s);
+  std::multiset<std::string> got(outcomes.begin(), outcomes.end());
+  EXPECT_EQ(got, (std::multiset<std::string>{"SIGSEGV", "SIGSEGV", "SIGSEGV", "ok"}));
+}
+
 TEST(process_pool, past_max_queue_a_run_fails_with_err_queue_full) {
   crew::loop loop;
   crew::process_pool_options o = fixture(1);
