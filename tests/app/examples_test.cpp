@@ -413,7 +413,7 @@ TEST(examples, worker_pool_runs_more_tasks_than_threads_and_prints_each_result_i
 TEST(examples, process_pool_kills_a_hung_task_fails_a_crash_alone_and_runs_100_more) {
   auto r = crew::test::run_to_end(CREW_BIN "/process-pool", {});
   EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
-  EXPECT_EQ(r.out, "timeout: ETIMEDOUT\ncrash: SIGSEGV (killed by a signal: Segmentation fault)\ndone 100\n");
+  EXPECT_EQ(r.out, "timeout: ETIMEDOUT\ncrash: SIGABRT (killed by a signal: Aborted)\ndone 100\n");
 }
 
 TEST(examples, node_pool_runs_tasks_in_node_workers_and_reports_their_errors) {

@@ -78,7 +78,7 @@ TEST(process_pool, a_hang_a_crash_and_an_exit_fail_only_their_task_and_workers_a
   for (int i = 0; i < 20; ++i) pool.run(i, {.task = "echo"}, [&](result<message> r) { later += r ? 1 : 0; });
   crew::test::run_within(loop, 30s);
   EXPECT_EQ(outcome, (std::map<std::string, std::string>{{"hang", "ETIMEDOUT"},
-                                                         {"crash", "SIGSEGV"},
+                                                         {"crash", "SIGABRT"},
                                                          {"exit", "ERR_POOL_WORKER_EXITED"},
                                                          {"fail", "ENOENT"},
                                                          {"throw", "ERR_UNCAUGHT_EXCEPTION"},
@@ -162,7 +162,7 @@ TEST(process_pool, a_worker_takes_concurrent_tasks_per_worker_at_once_and_its_de
   EXPECT_EQ(s.queue_size, 1u);
   crew::test::run_within(loop, 30s);
   std::multiset<std::string> got(outcomes.begin(), outcomes.end());
-  EXPECT_EQ(got, (std::multiset<std::string>{"SIGSEGV", "SIGSEGV", "SIGSEGV", "ok"}));
+  EXPECT_EQ(got, (std::multiset<std::string>{"SIGABRT", "SIGABRT", "SIGABRT", "ok"}));
 }
 
 TEST(process_pool, past_max_queue_a_run_fails_with_err_queue_full) {
