@@ -263,9 +263,9 @@ void primary_state::on_closing() noexcept {
   listen_error_event = {};
   // Completions still run, on a later turn: the primary is gone, so a reload
   // is cancelled, and a shutdown or disconnect is over (its workers terminated).
-  if (reload_done) loop.post([done = std::move(reload_done)]() mutable { done(uv_error(UV_ECANCELED)); });
+  if (reload_done) loop.later([done = std::move(reload_done)]() mutable { done(uv_error(UV_ECANCELED)); });
   for (auto* list : {&shutdown_done, &disconnect_done})
-    for (auto& done : std::exchange(*list, {})) loop.post(std::move(done));
+    for (auto& done : std::exchange(*list, {})) loop.later(std::move(done));
 }
 
 worker_process& primary_state::start(environment env, int restarts_so_far) {
@@ -819,7 +819,7 @@ std::vector<worker_figures> primary::figures() const {
 // A completion on a closed primary: nothing to wait for, on the next turn.
 template <class... Args>
 static void finished(unique_function<void(Args...)> done, Args... args) {
-  if (done) loop::current().post([done = std::move(done), args...]() mutable { done(args...); });
+  if (done) loop::current().later([done = std::move(done), args...]() mutable { done(args...); });
 }
 
 void primary::disconnect(unique_function<void()> done) {

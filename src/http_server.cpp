@@ -344,7 +344,7 @@ result<int> server::listen(int port, const std::string& host) {
 void server::close(unique_function<void()> done) {
   detail::server_state* s = state();
   if (!s) {  // moved from, or closed by its loop: nothing to wait for
-    if (done) loop::current().post(std::move(done));
+    if (done) loop::current().later(std::move(done));
     return;
   }
   // Requests completed from now on are the connection's last; idle

@@ -621,10 +621,7 @@ bool ipc_channel::send(message m, error_callback done) {
   auto* s = state_as<ipc_state>();
   if (!s) {
     if (done) {
-      loop& l = loop::current();
-      l.post([done = std::move(done), hold = loop::keep_alive(l)]() mutable {
-        done(make_error_code(errc::ipc_channel_closed));
-      });
+      loop::current().later([done = std::move(done)]() mutable { done(make_error_code(errc::ipc_channel_closed)); });
     }
     return false;
   }

@@ -104,6 +104,10 @@ void loop::post(unique_function<void()> fn) {
   uv_async_send(&async_);
 }
 
+void loop::later(unique_function<void()> fn) {
+  post([fn = std::move(fn), hold = keep_alive(*this)]() mutable { fn(); });
+}
+
 void loop::on_async(uv_async_t* async) { static_cast<loop*>(async->data)->drain_posts(); }
 
 void loop::drain_posts() {

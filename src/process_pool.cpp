@@ -85,11 +85,8 @@ struct process_pool::state final : detail::handle_state {
     jobs.clear();
     queue.clear();
     workers.clear();  // each child_process terminates its worker and hands it to the reaper
-    // Posts do not keep a loop running by themselves: each holds it until it has run.
-    for (auto& done : owed)
-      loop.post([done = std::move(done), hold = loop::keep_alive(loop)]() mutable { done(uv_error(UV_ECANCELED)); });
-    for (auto& done : std::exchange(when_gone, {}))
-      loop.post([done = std::move(done), hold = loop::keep_alive(loop)]() mutable { done(); });
+    for (auto& done : owed) loop.later([done = std::move(done)]() mutable { done(uv_error(UV_ECANCELED)); });
+    for (auto& done : std::exchange(when_gone, {})) loop.later(std::move(done));
   }
 
   void start_worker() {
@@ -382,7 +379,7 @@ void process_pool::destroy(unique_function<void()> done) { wind_down(std::move(d
 void process_pool::wind_down(unique_function<void()> done, bool cancel) {
   state* s = get();
   if (!s) {
-    if (done) loop::current().post([done = std::move(done), hold = loop::keep_alive(loop::current())]() mutable { done(); });
+    if (done) loop::current().later(std::move(done));
     return;
   }
   s->accepting = false;

@@ -208,7 +208,7 @@ void readline::resume() {
   // on a later turn, and a chunk that comes first queues behind them.
   if (!state_->ended) input_->resume();
   if (state_->holding() || state_->ended)
-    state_->loop.post([self = state_] {
+    state_->loop.later([self = state_] {
       if (self->open && !self->paused) self->drain();
     });
 }

@@ -239,7 +239,7 @@ bool stream::write(std::string_view bytes, error_callback done) { return write(b
 bool stream::write(buffer bytes, error_callback done) {
   auto* s = state();
   if (!s || s->write_ended) {
-    if (done) loop::current().post([done = std::move(done)]() mutable { done(uv_error(UV_EPIPE)); });
+    if (done) loop::current().later([done = std::move(done)]() mutable { done(uv_error(UV_EPIPE)); });
     return false;
   }
   uv_stream_t* handle = s->uv_stream();

@@ -294,7 +294,7 @@ struct connector {
     if (rc != 0) {
       deadline.reset();
       // Reported on a later turn, like every failure found inside a call.
-      l.post([this, rc] { complete(this, uv_error(rc)); });
+      l.later([this, rc] { complete(this, uv_error(rc)); });
       return;
     }
     if (options.timeout.count() > 0)
@@ -375,7 +375,7 @@ void connect(const std::string& host, int port, unique_function<void(result<sock
              loop& l) {
   auto* c = new detail::connector(l, port, std::move(done), options);
   if (port <= 0 || port > 65535) {
-    l.post([c] { detail::connector::complete(c, uv_error(UV_EINVAL)); });
+    l.later([c] { detail::connector::complete(c, uv_error(UV_EINVAL)); });
     return;
   }
   sockaddr_storage literal{};
@@ -399,7 +399,7 @@ void connect(const std::string& host, int port, unique_function<void(result<sock
     reinterpret_cast<sockaddr_in&>(address).sin_port = htons(static_cast<uint16_t>(self->port));
     self->start(reinterpret_cast<const sockaddr*>(&address));
   }, host.c_str(), nullptr, &hints);
-  if (rc != 0) l.post([c, rc] { detail::connector::complete(c, uv_error(rc)); });
+  if (rc != 0) l.later([c, rc] { detail::connector::complete(c, uv_error(rc)); });
 }
 
 // -- server
@@ -495,7 +495,7 @@ void server::on_draining(unique_function<void()> fn) {
 void server::close(unique_function<void()> done) {
   detail::server_state* s = state();
   if (!s) {  // closed already (or never opened): nothing to wait for
-    if (done) loop::current().post(std::move(done));
+    if (done) loop::current().later(std::move(done));
     return;
   }
   s->draining = true;

@@ -301,7 +301,7 @@ void worker::terminate(unique_function<void(int)> done) {
   auto* s = state_as<detail::worker_state>();
   if (!s) {
     if (done && loop_ && exit_code_)
-      loop_->post([done = std::move(done), code = *exit_code_, hold = loop::keep_alive(*loop_)]() mutable { done(code); });
+      loop_->later([done = std::move(done), code = *exit_code_]() mutable { done(code); });
     return;
   }
   if (done) s->terminated.push_back(std::move(done));

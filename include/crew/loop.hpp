@@ -93,6 +93,11 @@ class loop {
   /// destroyed without running.
   void post(unique_function<void()> fn);
 
+  /// Runs fn on a later turn, and keeps run() going until it has: a
+  /// completion owed to a caller (of an object already closed, say) is never
+  /// lost to a loop that had nothing else left to do. Loop thread only.
+  void later(unique_function<void()> fn);
+
   /// Whether the calling thread is this loop's thread.
   bool in_loop_thread() const noexcept { return std::this_thread::get_id() == thread_; }
 
