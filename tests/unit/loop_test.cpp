@@ -50,6 +50,19 @@ TEST(loop, a_post_runs_after_the_posting_call_returns_never_inside_it) {
   EXPECT_EQ(order, (std::vector<int>{1, 2}));
 }
 
+// A post alone lets run() return before it ran; later() keeps run() going
+// until its function has run, never inside the call.
+TEST(loop, later_keeps_the_loop_running_until_its_function_has_run) {
+  crew::loop l;
+  int posted = 0, later = 0;
+  l.post([&] { ++posted; });
+  l.later([&] { ++later; });
+  EXPECT_EQ(later, 0);
+  crew::test::run_within(l);
+  EXPECT_EQ(later, 1);
+  EXPECT_EQ(posted, 1);  // drained with it
+}
+
 TEST(loop, posts_from_one_thread_run_in_order) {
   crew::loop l;
   crew::loop::keep_alive hold(l);
