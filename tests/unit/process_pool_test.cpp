@@ -126,16 +126,19 @@ TEST(process_pool, a_stop_token_cancels_a_queued_run_and_kills_a_running_ones_wo
   std::stop_source running, queued;
   std::vector<std::string> outcomes;
   int worker = 0;
-  pool.run(0, {.task = "pid"}, [&](result<message> r) { worker = r.value().get<int>(); });
+  crew::timer later(loop);
+  pool.run(0, {.task = "pid"}, [&](result<message> r) {
+    // The hang goes to the worker now: stop both a little later.
+    worker = r.value().get<int>();
+    later.start(50ms, {}, [&] {
+      queued.request_stop();
+      std::thread([&] { running.request_stop(); }).join();  // from another thread
+    });
+  });
   pool.run(0, {.task = "hang"}, [&](result<message> r) { outcomes.push_back("running " + name_of(r)); },
            running.get_token());
   pool.run(0, {.task = "echo"}, [&](result<message> r) { outcomes.push_back("queued " + name_of(r)); },
            queued.get_token());
-  crew::timer later(loop);
-  later.start(100ms, {}, [&] {
-    queued.request_stop();
-    std::thread([&] { running.request_stop(); }).join();  // from another thread
-  });
   crew::test::run_within(loop, 30s);
   std::multiset<std::string> got(outcomes.begin(), outcomes.end());
   EXPECT_EQ(got, (std::multiset<std::string>{"running ECANCELED", "queued ECANCELED"}));
