@@ -23,6 +23,7 @@
 #include "crew/timer.hpp"
 #include "detail/histogram.hpp"
 #include "detail/spinner.hpp"
+#include "detail/stop_relay.hpp"
 
 namespace crew {
 namespace detail {
@@ -58,12 +59,7 @@ struct mailbox {
 struct delivery {
   pool::done_callback done;
   std::optional<timer> deadline;
-  struct stop_relay {
-    std::weak_ptr<job> target;
-    std::weak_ptr<pool_state> pool;
-    void operator()() const noexcept;
-  };
-  std::optional<std::stop_callback<stop_relay>> on_stop;
+  std::optional<stop_relay> on_stop;
   inbox* home = nullptr;    // the inbox of the job's loop, which outlives this part
   job* previous = nullptr;  // the inbox's list of jobs it awaits
   job* next = nullptr;
@@ -76,11 +72,8 @@ struct job {
   clock::time_point queued_at;
   std::stop_source stop;
   std::shared_ptr<mailbox> box;
-  // Written by the thread before it hands the job to the mailbox.
-  message out;
-  std::exception_ptr thrown;
-  std::error_code failed;  // the task's result<T> held this error
-  std::atomic<bool> cancelled{false};  // deliver ECANCELED, whatever the thread produced
+  std::optional<result<message>> outcome;  // written by the thread before it hands the job to the mailbox
+  std::atomic<bool> cancelled{false};      // destroy(): deliver ECANCELED, whatever the thread produced
   bool in_queue = false;               // guarded by the pool's mutex
   // The job's loop only.
   std::unique_ptr<delivery> local;
@@ -177,10 +170,10 @@ struct inbox final : handle_state {
     for (auto& j : jobs) {
       if (closing) return;
       if (!j->local) continue;  // delivered already (a timeout, a cancellation)
-      if (j->cancelled) complete(*j, uv_error(UV_ECANCELED));
-      else if (j->thrown) complete(*j, result<message>(j->thrown));
-      else if (j->failed) complete(*j, j->failed);
-      else complete(*j, std::move(j->out));
+      if (j->cancelled)
+        complete(*j, uv_error(UV_ECANCELED));
+      else
+        complete(*j, std::move(*j->outcome));
     }
     for (auto& notice : notices) {
       if (closing) return;
@@ -230,7 +223,6 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   void work(worker& me);
   void execute(job& j, int thread);
   void take_back(const std::shared_ptr<job>& j);
-  void cancel(const std::shared_ptr<job>& j);
   void abandon(const std::shared_ptr<job>& j);
   void when_idle(unique_function<void()> done);
   void finish_if_idle();
@@ -255,7 +247,6 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   std::map<crew::loop*, std::shared_ptr<mailbox>> boxes;
   std::vector<std::pair<std::shared_ptr<mailbox>, unique_function<void()>>> idle_waiters;
   bool closing = false;    // close() or destroy(): no new jobs
-  bool destroyed = false;  // destroy(): the queue is cancelled
   bool ending = false;     // the pool object is going: every thread exits
 
   std::atomic<std::uint64_t> completed{0};
@@ -263,11 +254,20 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   histogram wait_time, run_time;
 };
 
-void delivery::stop_relay::operator()() const noexcept {
-  std::shared_ptr<job> j = target.lock();
-  std::shared_ptr<pool_state> p = pool.lock();
-  if (j && p) p->cancel(j);
+namespace {
+
+// A timeout or a stop request, on the job's loop: the run completes now with
+// `why`; a queued task leaves the queue, a running one is asked to stop. The
+// pool may be gone by then (destroy() took the queue already).
+void end_early(const std::weak_ptr<pool_state>& pool, const std::weak_ptr<job>& weak, inbox* home,
+               std::error_code why) {
+  std::shared_ptr<job> j = weak.lock();
+  if (!j || !j->local) return;
+  if (std::shared_ptr<pool_state> p = pool.lock()) p->take_back(j);
+  home->complete(*j, j->cancelled ? uv_error(UV_ECANCELED) : why);  // destroy() came first
 }
+
+}  // namespace
 
 pool_state::pool_state(std::map<std::string, pool_task, std::less<>> t, pool_options o)
     : tasks(std::move(t)), options(std::move(o)) {
@@ -335,17 +335,16 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
     });
     return;
   }
+  // The timer and the relay go with the job's loop-side part, before the inbox.
+  std::weak_ptr<pool_state> pool = weak_from_this();
+  std::weak_ptr<job> weak = j;
   if (o.timeout.count() > 0) {
     j->local->deadline.emplace(here->loop);
-    std::weak_ptr<job> weak = j;
-    j->local->deadline->start(o.timeout, {}, [this, weak, here] {  // the timer goes before the inbox
-      std::shared_ptr<job> late = weak.lock();
-      if (!late) return;
-      take_back(late);
-      here->complete(*late, uv_error(UV_ETIMEDOUT));
-    });
+    j->local->deadline->start(o.timeout, {}, [pool, weak, here] { end_early(pool, weak, here, uv_error(UV_ETIMEDOUT)); });
   }
-  if (stop.stop_possible()) j->local->on_stop.emplace(stop, delivery::stop_relay{j, weak_from_this()});
+  if (stop.stop_possible())
+    j->local->on_stop.emplace(here->loop, std::move(stop),
+                              [pool, weak, here] { end_early(pool, weak, here, uv_error(UV_ECANCELED)); });
 }
 
 // Started under the mutex.
@@ -425,15 +424,9 @@ void pool_state::execute(job& j, int thread) {
   wait_time.record(nanoseconds(began - j.queued_at));
   task_context context{j.stop.get_token(), options.worker_data, thread};
   try {
-    result<message> r = (*j.fn)(std::move(j.in), context);
-    if (r)
-      j.out = std::move(*r);
-    else if (r.exception())
-      j.thrown = r.exception();
-    else
-      j.failed = r.error();
+    j.outcome.emplace((*j.fn)(std::move(j.in), context));
   } catch (...) {
-    j.thrown = std::current_exception();
+    j.outcome.emplace(std::current_exception());
   }
   std::uint64_t took = nanoseconds(clock::now() - began);
   run_time.record(took);
@@ -456,13 +449,6 @@ void pool_state::take_back(const std::shared_ptr<job>& j) {
     }
   }
   j->stop.request_stop();
-}
-
-// The run's stop token was stopped (on any thread): ECANCELED, on its loop.
-void pool_state::cancel(const std::shared_ptr<job>& j) {
-  j->cancelled = true;
-  take_back(j);
-  j->box->deliver(j);
 }
 
 // The awaitable went before the run completed (on the job's loop): no callback.
@@ -492,7 +478,7 @@ void pool_state::destroy_all() {
   std::vector<std::shared_ptr<job>> gone;
   {
     std::lock_guard lock(mutex);
-    closing = destroyed = true;
+    closing = true;
     for (auto& [priority, level] : queue)
       for (auto& j : level) {
         j->in_queue = false;
@@ -588,7 +574,10 @@ awaitable<result<message>> pool::run(message in, run_options options, std::stop_
 }
 
 void pool::close(unique_function<void()> done) {
-  if (!state_) return;
+  if (!state_) {
+    if (done) loop::current().later(std::move(done));  // a moved-from pool is done at once
+    return;
+  }
   std::lock_guard lock(state_->mutex);
   state_->closing = true;
   state_->wake.notify_all();
@@ -596,7 +585,10 @@ void pool::close(unique_function<void()> done) {
 }
 
 void pool::destroy(unique_function<void()> done) {
-  if (!state_) return;
+  if (!state_) {
+    if (done) loop::current().later(std::move(done));
+    return;
+  }
   state_->destroy_all();
   std::lock_guard lock(state_->mutex);
   state_->when_idle(std::move(done));

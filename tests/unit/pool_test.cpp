@@ -272,6 +272,20 @@ TEST(pool, destroy_cancels_what_is_queued_or_running_and_completes_once) {
   }
 }
 
+// A pool destroyed while a run's timeout is armed: the run completes once,
+// with ECANCELED, and its timer, due before the loop hears of the
+// cancellation, finds the pool gone (the sanitizer builds check).
+TEST(pool, a_timeout_due_after_the_pool_is_destroyed_completes_the_run_once_with_ecanceled) {
+  crew::loop loop;
+  auto pool = std::make_unique<crew::pool>(wait_for_stop, crew::pool_options{.min_threads = 1, .max_threads = 1});
+  std::vector<std::string> outcomes;
+  pool->run(0, {.timeout = 1ms}, [&](result<message> r) { outcomes.push_back(name_of(r)); });
+  std::this_thread::sleep_for(5ms);  // the timer is due before the loop runs again
+  pool.reset();
+  crew::test::run_within(loop);
+  EXPECT_EQ(outcomes, std::vector<std::string>{"ECANCELED"});
+}
+
 TEST(pool, a_task_sees_the_worker_data_and_its_threads_number) {
   crew::loop loop;
   crew::pool pool([](message, const crew::task_context& c) { return message::value_type{c.worker_data, c.thread}; },
