@@ -14,7 +14,6 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <deque>
 #include <list>
 #include <mutex>
 #include <optional>
@@ -22,6 +21,7 @@
 #include "crew/detail/handle.hpp"
 #include "crew/timer.hpp"
 #include "detail/histogram.hpp"
+#include "detail/job_queue.hpp"
 #include "detail/spinner.hpp"
 #include "detail/stop_relay.hpp"
 
@@ -235,8 +235,8 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
 
   mutable std::mutex mutex;
   std::condition_variable wake;
-  std::map<int, std::deque<std::shared_ptr<job>>, std::greater<>> queue;  // by priority, highest first
-  std::atomic<std::size_t> queued{0};  // changed under the mutex; read without it by spinning threads
+  job_queue<std::shared_ptr<job>> queue;
+  std::atomic<std::size_t> queued{0};  // queue.size(), for spinning threads, which look without the mutex
   std::size_t active = 0;   // queued or running
   std::size_t running = 0;
   std::size_t threads = 0;  // started and not exited
@@ -317,8 +317,8 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
       j->fn = &task->second;
       j->queued_at = clock::now();
       j->in_queue = true;
-      queue[o.priority].push_back(j);
-      ++queued;
+      queue.push(o.priority, j);
+      queued = queue.size();
       ++active;
       // A spinning thread takes a job without a wake-up, each idle thread one
       // more; a job more than they can take gets a thread of its own.
@@ -369,12 +369,9 @@ void pool_state::work(worker& me) {
   bool just_ran = false;
   for (;;) {
     if (ending) break;
-    if (queued > 0) {
-      auto first = queue.begin();
-      std::shared_ptr<job> j = std::move(first->second.front());
-      first->second.pop_front();
-      if (first->second.empty()) queue.erase(first);
-      --queued;
+    if (!queue.empty()) {
+      std::shared_ptr<job> j = queue.pop();
+      queued = queue.size();
       j->in_queue = false;
       me.current = j;
       ++running;
@@ -406,7 +403,7 @@ void pool_state::work(worker& me) {
     }
     ++idle;
     bool stays = threads <= options.min_threads || options.idle_timeout.count() <= 0;
-    auto has_work = [this] { return queued > 0 || closing || ending; };
+    auto has_work = [this] { return !queue.empty() || closing || ending; };
     bool woken = true;
     if (stays)
       wake.wait(lock, has_work);
@@ -439,11 +436,9 @@ void pool_state::take_back(const std::shared_ptr<job>& j) {
   {
     std::lock_guard lock(mutex);
     if (j->in_queue) {
-      auto level = queue.find(j->priority);
-      std::erase(level->second, j);
-      if (level->second.empty()) queue.erase(level);
+      queue.remove(j->priority, j);
+      queued = queue.size();
       j->in_queue = false;
-      --queued;
       --active;
       finish_if_idle();
     }
@@ -479,14 +474,10 @@ void pool_state::destroy_all() {
   {
     std::lock_guard lock(mutex);
     closing = true;
-    for (auto& [priority, level] : queue)
-      for (auto& j : level) {
-        j->in_queue = false;
-        gone.push_back(std::move(j));
-      }
-    active -= queued;
+    gone = queue.take_all();
+    for (auto& j : gone) j->in_queue = false;
+    active -= gone.size();
     queued = 0;
-    queue.clear();
     for (worker& w : workers)
       if (w.current) gone.push_back(w.current);
     wake.notify_all();
@@ -602,7 +593,7 @@ pool_stats pool::stats() const {
     std::lock_guard lock(p.mutex);
     s.threads = p.threads;
     s.running = p.running;
-    s.queue_size = p.queued;
+    s.queue_size = p.queue.size();
   }
   s.completed = p.completed.load(std::memory_order_relaxed);
   double capacity = static_cast<double>(detail::nanoseconds(detail::clock::now() - p.started)) *

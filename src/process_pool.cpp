@@ -9,7 +9,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <deque>
 #include <list>
 #include <optional>
 #include <thread>
@@ -17,6 +16,7 @@
 #include "crew/ipc.hpp"
 #include "crew/timer.hpp"
 #include "detail/histogram.hpp"
+#include "detail/job_queue.hpp"
 #include "detail/resident_memory.hpp"
 #include "detail/stop_relay.hpp"
 
@@ -115,7 +115,7 @@ struct process_pool::state final : detail::handle_state {
     std::error_code refused;
     if (!accepting)
       refused = make_error_code(errc::pool_closed);
-    else if (queued() >= options.max_queue && !idle_worker())
+    else if (queue.size() >= options.max_queue && !idle_worker())
       refused = make_error_code(errc::queue_full);
     if (refused) {
       defer([this, j, refused] {
@@ -124,9 +124,9 @@ struct process_pool::state final : detail::handle_state {
       return;
     }
     jobs[j->id] = j;
-    hold.emplace(loop);
+    if (!hold) hold.emplace(loop);
     j->queued_at = clock::now();
-    queue[j->priority].push_back(j);
+    queue.push(j->priority, j);
     std::int64_t id = j->id;
     if (o.timeout.count() > 0) {
       j->deadline.emplace(loop);
@@ -134,12 +134,6 @@ struct process_pool::state final : detail::handle_state {
     }
     if (stop.stop_possible()) j->relay.emplace(loop, std::move(stop), [this, id] { end_early(id, uv_error(UV_ECANCELED)); });
     dispatch();
-  }
-
-  std::size_t queued() const {
-    std::size_t n = 0;
-    for (auto& [priority, level] : queue) n += level.size();
-    return n;
   }
 
   worker* idle_worker() {
@@ -161,10 +155,7 @@ struct process_pool::state final : detail::handle_state {
         start_worker();
         continue;
       }
-      auto first = queue.begin();
-      std::shared_ptr<job> j = std::move(first->second.front());
-      first->second.pop_front();
-      if (first->second.empty()) queue.erase(first);
+      std::shared_ptr<job> j = queue.pop();
       wait_time.record(nanoseconds(clock::now() - j->queued_at));
       j->on = w;
       w->running[j->id] = j;
@@ -217,11 +208,10 @@ struct process_pool::state final : detail::handle_state {
     if (!accepting) return settle();
     if (start_error) {
       // The program cannot be started: what waits fails the same way, rather than a fork loop.
-      for (auto& [priority, level] : std::exchange(queue, {}))
-        for (auto& waiting : level) {
-          finish(*waiting, start_error);
-          if (closing) return;
-        }
+      for (auto& waiting : queue.take_all()) {
+        finish(*waiting, start_error);
+        if (closing) return;
+      }
       return;
     }
     dispatch();
@@ -240,11 +230,7 @@ struct process_pool::state final : detail::handle_state {
       w->leaving = true;
       (void)w->process.kill_tree(SIGKILL);
     } else {
-      auto level = queue.find(j->priority);
-      if (level != queue.end()) {
-        std::erase(level->second, j);
-        if (level->second.empty()) queue.erase(level);
-      }
+      queue.remove(j->priority, j);
     }
     finish(*j, why);
     if (!closing && !accepting) settle();
@@ -308,7 +294,7 @@ struct process_pool::state final : detail::handle_state {
   uv_timer_t sweep;
   process_pool_options options;
   std::list<worker> workers;
-  std::map<int, std::deque<std::shared_ptr<job>>, std::greater<>> queue;  // by priority, highest first
+  detail::job_queue<std::shared_ptr<job>> queue;
   std::map<std::int64_t, std::shared_ptr<job>> jobs;                      // not complete, by id
   std::int64_t next_id = 1;
   std::optional<loop::keep_alive> hold;          // while a run is pending
@@ -404,7 +390,7 @@ pool_stats process_pool::stats() const {
     out.threads += !w.leaving;
     out.running += w.running.size();
   }
-  out.queue_size = s->queued();
+  out.queue_size = s->queue.size();
   out.completed = s->completed;
   double capacity = static_cast<double>(nanoseconds(clock::now() - s->started_at)) * static_cast<double>(s->options.max_workers);
   out.utilization = capacity > 0 ? static_cast<double>(s->busy_ns) / capacity : 0;
