@@ -359,10 +359,19 @@ std::string exec_path() {
   return text;
 }
 
-std::vector<std::string> arguments() {
+namespace wire {
+
+std::vector<std::string> command_line() {
   std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
   std::vector<std::string> all;
   for (std::string each; std::getline(cmdline, each, '\0');) all.push_back(std::move(each));
+  return all;
+}
+
+}  // namespace wire
+
+std::vector<std::string> arguments() {
+  std::vector<std::string> all = wire::command_line();
   if (!all.empty()) all.erase(all.begin());  // the program's own name
   return all;
 }

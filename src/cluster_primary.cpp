@@ -23,7 +23,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <fstream>
 #include <list>
 
 #include "crew/cluster.hpp"
@@ -39,14 +38,6 @@ namespace {
 
 using wire::act;
 using wire::control;
-
-// The name this program was started by (its argv[0]).
-std::string own_name() {
-  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
-  std::string name;
-  std::getline(cmdline, name, '\0');
-  return name;
-}
 
 // How long the primary waits for a dead worker's channel to end before closing it.
 constexpr std::chrono::milliseconds departure_limit{1000};
@@ -275,7 +266,10 @@ worker_process& primary_state::start(environment env, int restarts_so_far) {
   options.extra_env["NODE_UNIQUE_ID"] = std::to_string(id);
   options.silent = config.silent;
   // Workers of this very program show in ps (and pgrep) under its name, not as "exe".
-  if (options.argv0.empty() && config.exec == "/proc/self/exe") options.argv0 = own_name();
+  if (options.argv0.empty() && config.exec == "/proc/self/exe") {
+    std::vector<std::string> self = wire::command_line();
+    if (!self.empty()) options.argv0 = self.front();
+  }
   child_process process = crew::fork(config.exec, config.args, std::move(options), loop);
   auto owned = std::unique_ptr<worker_process>(new worker_process(*this, id, restarts_so_far, std::move(env),
                                                                   std::move(process)));
