@@ -12,12 +12,12 @@
 #include <climits>
 #include <csignal>
 #include <cstdlib>
-#include <fstream>
 
 #include "crew/cluster.hpp"
 #include "crew/ipc.hpp"
 #include "crew/signal.hpp"
 #include "detail/cluster_wire.hpp"
+#include "detail/proc.hpp"
 #include "detail/tcp_state.hpp"
 
 namespace crew::cluster {
@@ -359,19 +359,8 @@ std::string exec_path() {
   return text;
 }
 
-namespace wire {
-
-std::vector<std::string> command_line() {
-  std::ifstream cmdline("/proc/self/cmdline", std::ios::binary);
-  std::vector<std::string> all;
-  for (std::string each; std::getline(cmdline, each, '\0');) all.push_back(std::move(each));
-  return all;
-}
-
-}  // namespace wire
-
 std::vector<std::string> arguments() {
-  std::vector<std::string> all = wire::command_line();
+  std::vector<std::string> all = crew::detail::command_line();
   if (!all.empty()) all.erase(all.begin());  // the program's own name
   return all;
 }

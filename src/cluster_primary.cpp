@@ -29,7 +29,7 @@
 #include "crew/ipc.hpp"
 #include "crew/signal.hpp"
 #include "detail/cluster_wire.hpp"
-#include "detail/resident_memory.hpp"
+#include "detail/proc.hpp"
 #include "detail/tcp_state.hpp"
 
 namespace crew::cluster {
@@ -267,7 +267,7 @@ worker_process& primary_state::start(environment env, int restarts_so_far) {
   options.silent = config.silent;
   // Workers of this very program show in ps (and pgrep) under its name, not as "exe".
   if (options.argv0.empty() && config.exec == "/proc/self/exe") {
-    std::vector<std::string> self = wire::command_line();
+    std::vector<std::string> self = crew::detail::command_line();
     if (!self.empty()) options.argv0 = self.front();
   }
   child_process process = crew::fork(config.exec, config.args, std::move(options), loop);

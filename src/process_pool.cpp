@@ -17,7 +17,7 @@
 #include "crew/timer.hpp"
 #include "detail/histogram.hpp"
 #include "detail/job_queue.hpp"
-#include "detail/resident_memory.hpp"
+#include "detail/proc.hpp"
 #include "detail/stop_relay.hpp"
 
 namespace crew {
@@ -72,9 +72,15 @@ struct process_pool::state final : detail::handle_state {
     if (options.max_workers == 0) options.max_workers = std::max(1u, std::thread::hardware_concurrency());
     options.min_workers = std::min(options.min_workers, options.max_workers);
     options.concurrent_tasks_per_worker = std::max<std::size_t>(1, options.concurrent_tasks_per_worker);
-    options.process.process_group = true;  // a kill reaches what the worker started
+    options.process.process_group = true;    // a kill reaches what the worker started
+    options.process.die_with_parent = true;  // a pool killed by a signal leaves no worker behind
     options.process.extra_env[worker_variable] = "1";
-    if (options.program.empty()) options.program = "/proc/self/exe";
+    if (options.program.empty()) {
+      options.program = "/proc/self/exe";
+      // Workers of this very program show in ps (and pgrep) under its name, not as "exe".
+      std::vector<std::string> self = detail::command_line();
+      if (options.process.argv0.empty() && !self.empty()) options.process.argv0 = self.front();
+    }
   }
   uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&sweep); }
 

@@ -15,7 +15,6 @@
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <vector>
 
 #include "crew/cluster.hpp"
 #include "crew/message.hpp"
@@ -68,9 +67,5 @@ std::optional<control> read_control(const message::value_type& v);
 
 /// The message read_control() reads back as `c`.
 message::value_type write_control(const control& c);
-
-/// This program's command line, its name (argv[0]) first: what the primary
-/// gives its workers by default (arguments()) and the name they show.
-std::vector<std::string> command_line();
 
 }  // namespace crew::cluster::wire

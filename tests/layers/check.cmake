@@ -24,7 +24,7 @@ set(layers
 set(aliases
   handle=loop thread_context=loop stream_state=stream message_port=message port_core=message
   ipc_state=ipc tcp_state=tcp histogram=pool job_queue=pool
-  exec=child_process spawn=child_process reaper=child_process resident_memory=child_process process_pool=pool
+  exec=child_process spawn=child_process reaper=child_process proc=child_process process_pool=pool
   cluster_primary=cluster cluster_wire=cluster)
 
 function(module_of file out)

@@ -5,6 +5,7 @@
 #include <csignal>
 #include <fstream>
 #include <set>
+#include <thread>
 
 #include "crew/timer.hpp"
 #include "test_support.hpp"
@@ -211,6 +212,30 @@ TEST(process_pool, close_drains_and_destroy_cancels_and_both_leave_no_worker_beh
     EXPECT_EQ(std::count(outcomes.begin(), outcomes.end(), "ERR_POOL_CLOSED"), 1);
     for (int pid : workers) EXPECT_FALSE(alive(pid)) << pid;
   }
+}
+
+// A pool killed by a signal in the middle of a task leaves no worker behind
+// (its workers die with it); a worker of the pool's own program carries that
+// program's name, for ps and pgrep.
+TEST(process_pool, a_pool_killed_by_a_signal_leaves_no_worker_behind) {
+  crew::loop loop;
+  crew::child_process parent = crew::spawn(CREW_FIXTURE, {"pool-parent"}, {}, loop);
+  std::string out;
+  pid_t worker = 0;
+  std::string name;
+  parent.out().on_data([&](std::string_view data) {
+    out += data;
+    if (worker != 0 || out.find('\n') == std::string::npos) return;
+    worker = std::stoi(out.substr(out.find(' ') + 1));
+    std::ifstream cmdline("/proc/" + std::to_string(worker) + "/cmdline");
+    std::getline(cmdline, name, '\0');
+    EXPECT_FALSE(parent.kill(SIGKILL));
+  });
+  crew::test::run_within(loop, 30s);
+  ASSERT_GT(worker, 0) << out;
+  EXPECT_TRUE(name.ends_with("crew-fixture")) << name;
+  for (int i = 0; i < 500 && alive(worker); ++i) std::this_thread::sleep_for(10ms);
+  EXPECT_FALSE(alive(worker));
 }
 
 TEST(process_pool, a_program_that_cannot_start_fails_each_run_with_its_error) {
