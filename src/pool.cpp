@@ -219,7 +219,7 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   void submit(message in, run_options options, std::stop_token stop, pool::done_callback done,
               std::shared_ptr<job>* made = nullptr);
   std::shared_ptr<mailbox> mailbox_here(inbox** here);
-  void start_thread();
+  bool start_thread();
   void work(worker& me);
   void execute(job& j, int thread);
   void take_back(const std::shared_ptr<job>& j);
@@ -323,7 +323,14 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
       // A spinning thread takes a job without a wake-up, each idle thread one
       // more; a job more than they can take gets a thread of its own.
       if (queued > spinning && idle > 0) wake.notify_one();
-      if (queued > spinning + idle && threads < options.max_threads) start_thread();
+      if (queued > spinning + idle && threads < options.max_threads && !start_thread() && threads == 0) {
+        // No thread at all, and none to be had: the run fails now rather than wait for ever.
+        queue.remove(o.priority, j);
+        queued = queue.size();
+        j->in_queue = false;
+        --active;
+        refused = uv_error(UV_EAGAIN);
+      }
     }
   }
   j->local->home = here;
@@ -347,8 +354,9 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
                               [pool, weak, here] { end_early(pool, weak, here, uv_error(UV_ECANCELED)); });
 }
 
-// Started under the mutex.
-void pool_state::start_thread() {
+// Started under the mutex. False when the system has no thread to give
+// (EAGAIN: RLIMIT_NPROC, memory): the pool goes on with those it has.
+bool pool_state::start_thread() {
   // Threads that stopped (idle) are joined here: they no longer need the mutex.
   for (auto it = workers.begin(); it != workers.end();) {
     if (!it->exited) {
@@ -359,9 +367,15 @@ void pool_state::start_thread() {
     it = workers.erase(it);
   }
   worker& w = workers.emplace_back();
+  try {
+    w.thread = std::thread([this, &w] { work(w); });  // it waits for the mutex: the counts below come first
+  } catch (const std::system_error&) {
+    workers.pop_back();
+    return false;
+  }
   w.index = next_index++;
   ++threads;
-  w.thread = std::thread([this, &w] { work(w); });
+  return true;
 }
 
 void pool_state::work(worker& me) {
