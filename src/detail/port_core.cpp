@@ -3,9 +3,11 @@
 namespace crew::detail {
 
 bool port_core::push(message& m) {
+  queued_message entry(m);  // copied before the lock, if small
   std::lock_guard lock(mutex);
   if (closed) return false;
-  inbox.push_back(std::move(m));
+  inbox.push_back(std::move(entry));
+  queued.store(true, std::memory_order_relaxed);
   // uv_async_send coalesces: a burst of posts wakes the listener once. A
   // spinning listener polls the inbox and needs no wake-up at all.
   if (listener && !spinning) listener->schedule();
@@ -14,7 +16,7 @@ bool port_core::push(message& m) {
 
 void port_core::close() noexcept {
   std::shared_ptr<port_core> other;
-  std::vector<message> dropped;  // destroyed after the lock: their ports close other cores
+  std::vector<queued_message> dropped;  // destroyed after the lock: their ports close other cores
   {
     std::lock_guard lock(mutex);
     if (closed) return;
@@ -22,6 +24,7 @@ void port_core::close() noexcept {
     other = std::move(peer);
     dropped.swap(inbox);
     head = 0;
+    update_queued();
   }
   if (other) other->peer_gone();
 }
@@ -36,11 +39,12 @@ void port_core::peer_gone() noexcept {
 std::optional<message> port_core::pop() {
   std::lock_guard lock(mutex);
   if (head == inbox.size()) return std::nullopt;
-  message m = std::move(inbox[head++]);
+  message m = inbox[head++].take();
   if (head == inbox.size()) {
     inbox.clear();
     head = 0;
   }
+  update_queued();
   return m;
 }
 
@@ -77,6 +81,7 @@ void port_listener::drain() {
       batch.swap(core->inbox);
       if (core->head > 0) batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(core->head));
       core->head = 0;
+      core->update_queued();
     }
     ended = core->peer_closed && core->head == core->inbox.size();
   }
@@ -85,7 +90,7 @@ void port_listener::drain() {
     // Moved out while it runs, so that it may replace itself or close the port.
     message_port::message_callback running = std::move(on_message);
     unsigned generation = message_callbacks;
-    loop.invoke(running, std::move(batch[delivered]));
+    loop.invoke(running, batch[delivered].take());
     if (generation == message_callbacks && !closing) on_message = std::move(running);
   }
   if (delivered < batch.size() && !closing) {
@@ -93,6 +98,7 @@ void port_listener::drain() {
     std::lock_guard lock(core->mutex);
     core->inbox.insert(core->inbox.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(delivered)),
                        std::make_move_iterator(batch.end()));
+    core->update_queued();
     ended = false;
   }
   batch.clear();
@@ -112,7 +118,10 @@ void port_listener::drain() {
 
 void port_listener::keep_spinning() noexcept {
   if (closing) return;
-  auto on_turn = [](void* self) { static_cast<port_listener*>(self)->drain(); };  // one lock, as cheap as looking first
+  auto on_turn = [](void* self) {
+    auto* listener = static_cast<port_listener*>(self);
+    if (listener->core->queued.load(std::memory_order_relaxed)) listener->drain();
+  };
   auto on_stop = [](void* self) { static_cast<port_listener*>(self)->stop_spinning(); };
   if (!spinning.keep(loop.native(), spin, this, on_turn, on_stop)) return;
   std::lock_guard lock(core->mutex);

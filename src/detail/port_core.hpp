@@ -9,23 +9,74 @@
 // lock before libuv frees it.
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <new>
 #include <mutex>
 #include <optional>
 #include <vector>
 
 #include "crew/detail/handle.hpp"
 #include "crew/message_port.hpp"
+#include "detail/inline_value.hpp"
 #include "detail/spinner.hpp"
 
 namespace crew::detail {
 
 struct port_listener;
 
+/// A message in a port's queue: its value copied inline when small and without
+/// attachments (see inline_value.hpp for why), the message itself otherwise.
+/// Either one fills the same 24 bytes: a slot is half a cache line.
+class queued_message {
+ public:
+  /// Copies m's value in if it can; otherwise moves m in.
+  explicit queued_message(message& m) {
+    new (&small_) inline_value();
+    if (!has_attachments(m) && small_.assign(m.value())) {
+      inline_value::release(m.value());
+      inline_ = true;
+    } else {
+      new (&whole_) message(std::move(m));
+    }
+  }
+  queued_message(queued_message&& other) noexcept : inline_(other.inline_) {
+    if (inline_)
+      small_ = other.small_;
+    else
+      new (&whole_) message(std::move(other.whole_));
+  }
+  queued_message& operator=(queued_message&& other) noexcept {
+    if (this != &other) {
+      this->~queued_message();
+      new (this) queued_message(std::move(other));
+    }
+    return *this;
+  }
+  ~queued_message() {
+    if (!inline_) whole_.~message();
+  }
+
+  /// The message, rebuilt on the calling thread if it was copied in. Once.
+  message take() { return inline_ ? message(small_.value()) : std::move(whole_); }
+
+ private:
+  static bool has_attachments(const message& m) noexcept {
+    return !m.buffers().empty() || !m.shared_buffers().empty() || !m.ports().empty() || !m.fds().empty();
+  }
+
+  union {
+    message whole_;
+    inline_value small_;
+  };
+  bool inline_ = false;
+};
+static_assert(sizeof(queued_message) == 32);
+
 struct port_core {
-  /// Queues m for this port and wakes its listener. False, and m untouched, if
-  /// this port is closed. Any thread.
+  /// Queues m for this port and wakes its listener. False if this port is
+  /// closed (m is then dropped). Any thread.
   bool push(message& m);
 
   /// Closes this side: drops its queue, tells the peer. Any thread; idempotent.
@@ -38,13 +89,21 @@ struct port_core {
   static void entangle(const std::shared_ptr<port_core>& a, const std::shared_ptr<port_core>& b);
 
   std::mutex mutex;
-  std::vector<message> inbox;       // queued messages from `head` on
+  std::vector<queued_message> inbox;  // queued messages from `head` on
   std::size_t head = 0;             // messages before it were taken by pop()
   std::shared_ptr<port_core> peer;  // the entangled port; null once either side closed
   port_listener* listener = nullptr;
   bool spinning = false;     // the listener polls the inbox itself: no wake-up needed
   bool closed = false;       // this side closed: pushes fail
   bool peer_closed = false;  // the other side closed: the listener reports the end
+
+  /// Whether the inbox holds a message: written under the mutex after each
+  /// change, read without it by a spinning listener, so that its polls leave
+  /// the mutex's cache line with the sender (relaxed: the mutex orders the
+  /// messages themselves; a stale answer only delays a poll by one turn).
+  std::atomic<bool> queued{false};
+  /// Sets `queued` from the inbox, under the mutex.
+  void update_queued() noexcept { queued.store(head != inbox.size(), std::memory_order_relaxed); }
 
  private:
   void peer_gone() noexcept;
@@ -81,7 +140,7 @@ struct port_listener final : handle_state {
   std::chrono::microseconds spin{50};
   unsigned message_callbacks = 0;  // counts on_message() calls: a callback replaced while it runs stays replaced
   bool referenced = true;
-  std::vector<message> batch;  // reused between drains
+  std::vector<queued_message> batch;  // reused between drains
 };
 
 }  // namespace crew::detail

@@ -22,7 +22,7 @@ set(layers
 # carries messages, so they are one module (message.hpp does not include
 # message_port.hpp; message.cpp destroys the ports a message holds).
 set(aliases
-  handle=loop thread_context=loop stream_state=stream message_port=message port_core=message
+  handle=loop thread_context=loop stream_state=stream message_port=message port_core=message inline_value=message
   ipc_state=ipc tcp_state=tcp histogram=pool job_queue=pool
   exec=child_process spawn=child_process reaper=child_process proc=child_process process_pool=pool
   cluster_primary=cluster cluster_wire=cluster)

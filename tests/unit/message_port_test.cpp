@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdint>
 #include <thread>
 #include <vector>
 
@@ -257,6 +259,71 @@ TEST(message_port, spinning_off_still_delivers) {
   crew::test::run_within(loop);
   sender.join();
   EXPECT_EQ(got, 1000);
+}
+
+
+// Small values travel copied into the queue, larger ones moved: either way the
+// receiver gets the same value, with the same number types and key order.
+TEST(message_port, every_value_arrives_exactly_as_sent_small_or_large) {
+  using crew::json;
+  std::vector<json> sent = {
+      json(),
+      json(true),
+      json(false),
+      json(-5),
+      json(std::uint64_t{18446744073709551615U}),
+      json(0.1),
+      json(-0.0),
+      json(""),
+      json("twenty-one characters"),                             // fills a small slot exactly
+      json("twenty-two characters!"),                            // one byte too many: moved
+      json(std::string(300, 'x')),                               // longer than a length byte
+      json::object(),
+      json::array(),
+      json{{"i", 7}},
+      json{{"z", 1}, {"a", 2}},                                  // insertion order, not sorted
+      json{{"id", 1}, {"ok", true}},
+      json{{"a", json{{"b", json{{"c", json::array({1, 2})}}}}}},  // nested
+      json::array({1, "two", 3.0, nullptr, json::array()}),
+      json::binary({1, 2, 3}),                                   // binary: always moved
+      json(std::vector<int>(300, 1)),                            // more elements than a count byte
+  };
+  std::vector<json> received;
+  crew::loop loop;
+  message_channel channel;
+  channel.port2.on_message([&](message m) {
+    received.push_back(std::move(m).value());
+    if (received.size() == sent.size()) channel.port2.close();
+  });
+  std::thread sender([&] {
+    for (const json& v : sent) EXPECT_FALSE(channel.port1.post_message(json(v)));
+  });
+  crew::test::run_within(loop);
+  sender.join();
+  ASSERT_EQ(received.size(), sent.size());
+  for (std::size_t i = 0; i < sent.size(); ++i) {
+    EXPECT_EQ(received[i], sent[i]) << sent[i].dump();
+    EXPECT_EQ(received[i].type(), sent[i].type()) << sent[i].dump();
+    EXPECT_EQ(received[i].dump(), sent[i].dump());  // key order included
+  }
+  EXPECT_TRUE(std::signbit(received[6].get<double>()));
+}
+
+TEST(message_port, a_small_value_with_an_attachment_keeps_its_attachment) {
+  crew::loop loop;
+  message_channel channel;
+  message m = crew::json{{"i", 1}};
+  m.attach(crew::buffer(std::string_view("bytes")));
+  message got;
+  channel.port2.on_message([&](message in) {
+    got = std::move(in);
+    channel.port2.close();
+  });
+  EXPECT_FALSE(channel.port1.post_message(std::move(m)));
+  crew::test::run_within(loop);
+  EXPECT_EQ(got.value(), (crew::json{{"i", 1}}));
+  ASSERT_EQ(got.buffers().size(), 1U);
+  EXPECT_EQ(got.buffers()[0].view(), "bytes");
 }
 
 }  // namespace
