@@ -19,9 +19,9 @@
 #include "command_line.hpp"
 
 int main(int argc, char** argv) {
-  int port = static_cast<int>(examples::option(argc, argv, "--port", 8000));
+  int port = static_cast<int>(examples::option(argc, argv, "--port", 8000, 0, 65535));
   if (crew::cluster::is_primary()) {
-    long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()));
+    long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()), 1, 1024);
     auto policy = crew::cluster::policy_named(examples::text(argc, argv, "--policy", "round_robin"));
     if (!policy || workers < 1 || !examples::only(argc, argv, {"--port", "--workers", "--policy"})) {
       std::fprintf(stderr, "usage: cluster-http [--port P] [--workers N] [--policy round_robin|shared|reuseport]\n");

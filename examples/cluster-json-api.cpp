@@ -67,12 +67,12 @@ void serve(int port) {
 }
 
 int main(int argc, char** argv) {
-  int port = static_cast<int>(examples::option(argc, argv, "--port", 8000));
+  int port = static_cast<int>(examples::option(argc, argv, "--port", 8000, 0, 65535));
   if (crew::cluster::is_worker()) {
     serve(port);
     return 0;
   }
-  long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()));
+  long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()), 1, 1024);
   if (workers < 1 || !examples::only(argc, argv, {"--port", "--workers"})) {
     std::fprintf(stderr, "usage: cluster-json-api [--port P] [--workers N]\n");
     return 2;

@@ -61,10 +61,10 @@ int serve(int port) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  int port = static_cast<int>(examples::option(argc, argv, "--port", 7000));
+  int port = static_cast<int>(examples::option(argc, argv, "--port", 7000, 0, 65535));
   if (crew::cluster::is_worker()) return serve(port);
 
-  long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()));
+  long workers = examples::option(argc, argv, "--workers", static_cast<long>(std::thread::hardware_concurrency()), 1, 1024);
   auto policy = crew::cluster::policy_named(examples::text(argc, argv, "--policy", "round_robin"));
   if (!policy || workers < 1 || !examples::only(argc, argv, {"--port", "--workers", "--policy"})) {
     std::fprintf(stderr, "usage: cluster-tcp-echo [--port P] [--workers N] [--policy round_robin|shared|reuseport]\n");

@@ -2,6 +2,8 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -15,10 +17,20 @@ inline const char* text(int argc, char** argv, const char* name, const char* fal
   return fallback;
 }
 
-/// The number after `name` on the command line, or `fallback` when absent.
-inline long option(int argc, char** argv, const char* name, long fallback) {
+/// The whole number after `name` on the command line, or `fallback` when
+/// absent. Anything else ("4x", "-1", a number past `high`) ends the program
+/// with a message naming the option, instead of running with a wrong value.
+inline long option(int argc, char** argv, const char* name, long fallback, long low = 0, long high = 1'000'000'000) {
   const char* given = text(argc, argv, name, nullptr);
-  return given ? std::atol(given) : fallback;
+  if (!given) return fallback;
+  long value = 0;
+  const char* end = given + std::strlen(given);
+  auto [stop, error] = std::from_chars(given, end, value);
+  if (error != std::errc() || stop != end || *given == '\0' || value < low || value > high) {
+    std::fprintf(stderr, "%s: expected a whole number from %ld to %ld, got '%s'\n", name, low, high, given);
+    std::exit(2);
+  }
+  return value;
 }
 
 /// Whether the command line is only `flags`, each followed by its value.

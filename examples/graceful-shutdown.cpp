@@ -15,8 +15,8 @@
 #include "command_line.hpp"
 
 int main(int argc, char** argv) {
-  int port = static_cast<int>(examples::option(argc, argv, "--port", 3000));
-  auto delay = std::chrono::milliseconds(examples::option(argc, argv, "--delay-ms", 1000));
+  int port = static_cast<int>(examples::option(argc, argv, "--port", 3000, 0, 65535));
+  auto delay = std::chrono::milliseconds(examples::option(argc, argv, "--delay-ms", 1000, 0, 3'600'000));
 
   crew::http::router routes;
   routes.get("/", [](crew::http::request&, crew::http::response& res) { res.send("hello\n"); });

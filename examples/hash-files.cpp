@@ -1,24 +1,34 @@
 // hash-files FILE...: the SHA-256 of each file, printed as sha256sum prints it,
 // in the order given. All the files are read and hashed at once, on a pool of
-// threads (one per core); one that cannot be read is reported by its error's
-// name, and the exit code is 1. The twin of hash-files.js:
+// threads (one per core), each in 64 KiB pieces: a file of any size takes
+// little memory (an endless one, such as /dev/zero, hashes until stopped, as
+// sha256sum does). One that cannot be read is reported by its error's name, and
+// the exit code is 1. The twin of hash-files.js:
 //
 //   const sums = await Promise.allSettled(files.map(sha256));
 #include <crew/crew.hpp>
-#include <openssl/sha.h>
+#include <openssl/evp.h>
 
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <memory>
 
 // On a pool thread: the file's SHA-256 in hex, or why it cannot be read.
 crew::result<std::string> sha256(crew::message name) {
-  std::ifstream file(name.get<std::string>(), std::ios::binary);
-  if (!file || std::filesystem::is_directory(name.get<std::string>())) return crew::uv_error(file ? UV_EISDIR : -errno);
-  std::string bytes(std::istreambuf_iterator<char>(file), {}), hex;
-  unsigned char digest[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size(), digest);
-  for (unsigned char byte : digest) hex += {"0123456789abcdef"[byte >> 4], "0123456789abcdef"[byte & 15]};
+  std::string path = name.get<std::string>(), hex;
+  std::ifstream file(path, std::ios::binary);
+  if (!file || std::filesystem::is_directory(path)) return crew::uv_error(file ? UV_EISDIR : -errno);
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr);
+  std::vector<char> piece(64 * 1024);
+  while (file.read(piece.data(), static_cast<std::streamsize>(piece.size())) || file.gcount() > 0)
+    EVP_DigestUpdate(sha.get(), piece.data(), static_cast<std::size_t>(file.gcount()));
+  if (file.bad()) return crew::uv_error(UV_EIO);
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int size = 0;
+  EVP_DigestFinal_ex(sha.get(), digest, &size);
+  for (unsigned char byte : std::span(digest, size)) hex += {"0123456789abcdef"[byte >> 4], "0123456789abcdef"[byte & 15]};
   return hex;
 }
 

@@ -14,7 +14,7 @@
 #include <vector>
 
 int main(int argc, char** argv) {
-  long worker_count = examples::option(argc, argv, "--workers", 4);
+  long worker_count = examples::option(argc, argv, "--workers", 4, 1, 1024);
   long iterations = examples::option(argc, argv, "--iters", 1'000'000);
 
   crew::shared_buffer memory(2 * sizeof(std::int32_t));

@@ -41,7 +41,7 @@ int child() {
 
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "child") == 0) return child();
-  long procs = examples::option(argc, argv, "--procs", 4);
+  long procs = examples::option(argc, argv, "--procs", 4, 1, 1024);
   long iterations = examples::option(argc, argv, "--iters", 1'000'000);
 
   crew::shared_buffer memory(sizeof(std::int64_t));

@@ -30,8 +30,8 @@ crew::task<> compute(crew::pool& pool, long tasks, int& exit_code) {
 }
 
 int main(int argc, char** argv) {
-  long size = examples::option(argc, argv, "--size", 4), tasks = examples::option(argc, argv, "--tasks", 8);
-  if (size < 1 || tasks < 1 || tasks > 20 || !examples::only(argc, argv, {"--size", "--tasks"})) {
+  long size = examples::option(argc, argv, "--size", 4, 1, 1024), tasks = examples::option(argc, argv, "--tasks", 8, 1, 20);
+  if (!examples::only(argc, argv, {"--size", "--tasks"})) {
     std::fprintf(stderr, "usage: worker-pool [--size N] [--tasks M (1..20)]\n");
     return 2;
   }

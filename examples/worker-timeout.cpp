@@ -27,7 +27,7 @@ bool is_prime(long n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  long deadline_ms = examples::option(argc, argv, "--ms", 200);
+  long deadline_ms = examples::option(argc, argv, "--ms", 200, 0, 3'600'000);
   long limit = examples::option(argc, argv, "--limit", 50'000'000);
   std::atomic<long> reached{0};  // how far the worker got, for the report
 

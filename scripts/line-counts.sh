@@ -13,9 +13,10 @@ pairs=(
   "rpc-parent.cpp rpc-child.cpp|rpc-parent.js rpc-child.js"
   "supervisor.cpp|supervisor.js"
   "cluster-json-api.cpp|cluster-json-api.js"
-  # Reading a file and hashing it are Node's standard library (fs, crypto); in C++ they take the
-  # standard library and OpenSSL: 10 lines against Node's 3. The rest is within 1.5x.
-  "hash-files.cpp|hash-files.js|2.0"
+  # Reading a file in pieces and hashing it are Node's standard library (fs streams, crypto); in
+  # C++ they take the standard library and OpenSSL's EVP calls: 16 lines against Node's 5. The rest
+  # is within 1.5x.
+  "hash-files.cpp|hash-files.js|2.2"
 )
 limit=1.5
 
