@@ -80,7 +80,9 @@ crew::task<> serve_metrics(crew::ipc_channel* primary, crew::http::response res,
     answer = co_await primary->request(std::move(question), {.timeout = std::chrono::seconds(2)});
   }
   if (!answer) {
-    res.status(503).send("the primary cannot answer now: " + crew::error_name(answer.error()) + "\n");
+    // The worker's own figures still tell something: they follow a comment.
+    res.status(503).send("# the primary cannot answer now: " + crew::error_name(answer.error()) + "\n" + tail,
+                         "text/plain; version=0.0.4; charset=utf-8");
     co_return;
   }
   res.send(answer->value().value("text", "") + tail, "text/plain; version=0.0.4; charset=utf-8");

@@ -80,6 +80,21 @@ TEST(crew_server, serves_every_route_and_exits_0_on_sigterm) {
   EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
 }
 
+TEST(crew_server, metrics_with_the_primary_stopped_is_503_with_the_workers_own_figures) {
+  // reuseport: the workers accept by themselves, so a stopped primary still lets a request in.
+  run_result r = run_server({"--port", "0", "--workers", "1", "--policy", "reuseport"}, [](int port, pid_t server) {
+    kill(server, SIGSTOP);
+    auto metrics = crew::test::request(port, "GET", "/metrics");  // the primary's answer times out in 2 s
+    kill(server, SIGCONT);
+    EXPECT_EQ(metrics.status, 503);
+    EXPECT_EQ(metrics.body.rfind("# the primary cannot answer now: ETIMEDOUT\n", 0), 0U) << metrics.body;
+    EXPECT_TRUE(std::regex_search(metrics.body, std::regex("\ncrew_pool_threads\\{pid=\"[0-9]+\"\\} [0-9]+\n"))) << metrics.body;
+    EXPECT_EQ(crew::test::request(port, "GET", "/metrics").status, 200);  // and once it goes on, 200 again
+    kill(server, SIGTERM);
+  });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
 TEST(crew_server, sighup_replaces_every_worker) {
   run_result r = run_server({"--port", "0", "--workers", "2"}, [](int port, pid_t server) {
     auto pids = [port] {

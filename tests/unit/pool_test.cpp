@@ -8,6 +8,7 @@
 #include <thread>
 #include <vector>
 
+#include "crew/child_process.hpp"
 #include "crew/timer.hpp"
 #include "test_support.hpp"
 
@@ -315,6 +316,16 @@ TEST(pool, threads_grow_with_the_load_and_shrink_back_when_idle) {
        pool.stats().threads > 1 && std::chrono::steady_clock::now() < end;)
     std::this_thread::sleep_for(5ms);
   EXPECT_EQ(pool.stats().threads, 1u);
+}
+
+TEST(pool, without_threads_to_be_had_it_goes_on_with_those_it_has_and_fails_runs_only_when_it_has_none) {
+  crew::loop loop;
+  crew::exec_result r;
+  crew::exec_file(CREW_FIXTURE, {"pool-no-threads"}, {}, [&](crew::exec_result done) { r = std::move(done); });
+  crew::test::run_within(loop);
+  if (r.status.code == 77) GTEST_SKIP() << r.out;  // root that cannot become nobody
+  EXPECT_TRUE(r.ok()) << r.err;
+  EXPECT_EQ(r.out, "0 1 2 3 / EAGAIN \n");
 }
 
 TEST(pool, stats_count_the_tasks_and_time_their_waits_and_runs) {
