@@ -141,6 +141,7 @@ message_channel::message_channel() {
 
 std::optional<message> receive_message_on_port(message_port& port) {
   if (!port.core_) return std::nullopt;
+  if (auto* l = port.state_as<detail::port_listener>()) return l->pop();
   return port.core_->pop();
 }
 

@@ -77,7 +77,9 @@ void port_listener::drain() {
   bool ended;
   {
     std::lock_guard lock(core->mutex);
-    if (on_message) {
+    if (on_message && next == batch.size()) {  // (a drain inside a callback goes on with the batch it has)
+      batch.clear();
+      next = 0;
       batch.swap(core->inbox);
       if (core->head > 0) batch.erase(batch.begin(), batch.begin() + static_cast<std::ptrdiff_t>(core->head));
       core->head = 0;
@@ -85,25 +87,29 @@ void port_listener::drain() {
     }
     ended = core->peer_closed && core->head == core->inbox.size();
   }
-  std::size_t delivered = 0;
-  for (; delivered < batch.size() && on_message && !closing; ++delivered) {
+  bool delivered = false;
+  while (next < batch.size() && on_message && !closing) {
     // Moved out while it runs, so that it may replace itself or close the port.
     message_port::message_callback running = std::move(on_message);
     unsigned generation = message_callbacks;
-    loop.invoke(running, batch[delivered].take());
+    delivered = true;
+    loop.invoke(running, batch[next++].take());
     if (generation == message_callbacks && !closing) on_message = std::move(running);
   }
-  if (delivered < batch.size() && !closing) {
+  if (closing) return;
+  if (next < batch.size()) {
     // Delivery stopped (the callback was cleared): what is left waits, first in line.
     std::lock_guard lock(core->mutex);
-    core->inbox.insert(core->inbox.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(delivered)),
+    core->inbox.erase(core->inbox.begin(), core->inbox.begin() + static_cast<std::ptrdiff_t>(core->head));
+    core->head = 0;
+    core->inbox.insert(core->inbox.begin(), std::make_move_iterator(batch.begin() + static_cast<std::ptrdiff_t>(next)),
                        std::make_move_iterator(batch.end()));
     core->update_queued();
     ended = false;
   }
   batch.clear();
-  if (closing) return;
-  if (delivered > 0) keep_spinning();
+  next = 0;
+  if (delivered) keep_spinning();
   if (ended) {
     {
       std::lock_guard lock(core->mutex);
@@ -114,6 +120,11 @@ void port_listener::drain() {
     close();  // the channel is over: the port no longer keeps the loop alive
     if (fn) loop.invoke(fn);
   }
+}
+
+std::optional<message> port_listener::pop() {
+  if (next < batch.size()) return batch[next++].take();  // taken out by a drain, not yet delivered: older
+  return core->pop();
 }
 
 void port_listener::keep_spinning() noexcept {

@@ -117,6 +117,9 @@ struct port_listener final : handle_state {
 
   /// Delivers what is queued, in order; then reports the end if the peer closed.
   void drain();
+  /// The oldest message not yet delivered, for receive_message_on_port(): one
+  /// of the batch being delivered (a callback may ask), else the queue's.
+  std::optional<message> pop();
   /// Schedules a drain from the loop (never inside the caller).
   void schedule() noexcept { uv_async_send(&async); }
   /// Polls the inbox instead of sleeping for `spin` from now.
@@ -140,7 +143,8 @@ struct port_listener final : handle_state {
   std::chrono::microseconds spin{50};
   unsigned message_callbacks = 0;  // counts on_message() calls: a callback replaced while it runs stays replaced
   bool referenced = true;
-  std::vector<queued_message> batch;  // reused between drains
+  std::vector<queued_message> batch;  // taken from the queue by a drain, reused between drains
+  std::size_t next = 0;               // batch[next] is the oldest message not yet delivered
 };
 
 }  // namespace crew::detail

@@ -245,6 +245,31 @@ TEST(message_port, clearing_the_callback_keeps_later_messages_queued) {
   EXPECT_EQ(rest->get<int>(), 1);
 }
 
+// A callback that stops delivery and then reads the queue itself gets the
+// messages in the order sent, each once, small or large (found by a hostile
+// trial: one was lost and a newer one came twice).
+TEST(message_port, a_callback_that_stops_delivery_and_reads_the_queue_gets_each_message_once_in_order) {
+  for (std::string padding : {std::string(), std::string(40, '.')}) {
+    SCOPED_TRACE(padding.empty() ? "small" : "large");
+    crew::loop loop;
+    message_channel channel;
+    auto post = [&](int i) { EXPECT_FALSE(channel.port1.post_message(crew::json{{"i", i}, {"pad", padding}})); };
+    std::vector<int> seen;
+    for (int i = 1; i <= 3; ++i) post(i);
+    channel.port2.on_message([&](message m) {
+      seen.push_back(m.value()["i"].get<int>());
+      channel.port2.on_message(nullptr);
+      for (int i = 4; i <= 5; ++i) post(i);
+      auto next = crew::receive_message_on_port(channel.port2);  // the next in line: 2, not 4
+      ASSERT_TRUE(next);
+      seen.push_back(next->value()["i"].get<int>());
+    });
+    loop.run_once();
+    while (auto m = crew::receive_message_on_port(channel.port2)) seen.push_back(m->value()["i"].get<int>());
+    EXPECT_EQ(seen, (std::vector<int>{1, 2, 3, 4, 5}));
+  }
+}
+
 TEST(message_port, spinning_off_still_delivers) {
   crew::loop loop;
   message_channel channel;
