@@ -192,8 +192,8 @@ struct process_pool::state final : detail::handle_state {
     else
       finish(*j, message(std::move(v["value"])));
     if (closing) return;  // the callback destroyed the pool
+    dispatch();  // closing drains: what is queued still runs
     if (!accepting) return settle();
-    dispatch();
     arm_sweep();
   }
 
@@ -211,16 +211,17 @@ struct process_pool::state final : detail::handle_state {
       if (closing) return;
     }
     if (closing) return;
-    if (!accepting) return settle();
     if (start_error) {
       // The program cannot be started: what waits fails the same way, rather than a fork loop.
       for (auto& waiting : queue.take_all()) {
         finish(*waiting, start_error);
         if (closing) return;
       }
+      if (!accepting) settle();
       return;
     }
-    dispatch();
+    dispatch();  // closing drains: what is queued still runs, on a new worker if need be
+    if (!accepting) return settle();
     while (workers.size() < options.min_workers) start_worker();
   }
 
@@ -328,7 +329,9 @@ namespace {
 // The awaitable form of a run: submitted when first awaited.
 struct process_pool_run final : detail::operation<result<message>> {
   process_pool_run(crew::loop& l, process_pool::state* p, message m, run_options o, std::stop_token s)
-      : operation(l), pool(p), in(std::move(m)), options(o), stop(std::move(s)) {}
+      : operation(l), pool(p), in(std::move(m)), task(o.task), options(o), stop(std::move(s)) {
+    options.task = task;  // the caller's name may be gone by the time the run is awaited
+  }
 
   void start() override {
     std::weak_ptr<operation<result<message>>> self = weak_from_this();
@@ -349,6 +352,7 @@ struct process_pool_run final : detail::operation<result<message>> {
 
   process_pool::state* pool;  // the pool outlives its pending runs' awaitables (its loop does)
   message in;
+  std::string task;
   run_options options;
   std::stop_token stop;
   std::weak_ptr<process_pool::state::job> submitted;

@@ -214,6 +214,20 @@ TEST(process_pool, close_drains_and_destroy_cancels_and_both_leave_no_worker_beh
   }
 }
 
+// close() before any worker has answered (they are still starting): what is
+// queued behind the first tasks still runs (it waited for ever under load).
+TEST(process_pool, close_at_once_still_runs_every_queued_task) {
+  crew::loop loop;
+  crew::process_pool pool(fixture(2));
+  std::vector<std::string> outcomes;
+  for (int i = 0; i < 6; ++i) pool.run(i, {.task = "echo"}, [&](result<message> r) { outcomes.push_back(name_of(r)); });
+  int done = 0;
+  pool.close([&] { ++done; });
+  crew::test::run_within(loop, 30s);
+  EXPECT_EQ(outcomes, std::vector<std::string>(6, "ok"));
+  EXPECT_EQ(done, 1);
+}
+
 // A pool killed by a signal in the middle of a task leaves no worker behind
 // (its workers die with it); a worker of the pool's own program carries that
 // program's name, for ps and pgrep.
@@ -248,7 +262,13 @@ TEST(process_pool, a_program_that_cannot_start_fails_each_run_with_its_error) {
 }
 
 crew::task<> awaited(crew::process_pool& pool, std::string& got) {
-  result<message> r = co_await pool.run("hi", {.task = "echo", .timeout = 10s});
+  // Made from a name that is gone before it is awaited: the run keeps its own.
+  auto run = [&] {
+    std::string name = "echo";
+    name.reserve(64);  // on the heap, freed when this returns
+    return pool.run("hi", {.task = name, .timeout = 10s});
+  }();
+  result<message> r = co_await std::move(run);
   got = r.value().get<std::string>();
 }
 
