@@ -220,6 +220,12 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
               std::shared_ptr<job>* made = nullptr);
   std::shared_ptr<mailbox> mailbox_here(inbox** here);
   bool start_thread();
+  // Queued runs that no free or new thread takes at once: what max_queue
+  // bounds (piscina's count). Under the mutex.
+  std::size_t waiting_for_a_thread() const {
+    std::size_t takers = options.max_threads > running ? options.max_threads - running : 0;
+    return queued > takers ? queued - takers : 0;
+  }
   void work(worker& me);
   void execute(job& j, int thread);
   void take_back(const std::shared_ptr<job>& j);
@@ -311,7 +317,7 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
       refused = make_error_code(errc::pool_closed);
     else if (task == tasks.end())
       refused = make_error_code(errc::pool_unknown_task);
-    else if (queued >= options.max_queue && idle == 0)
+    else if (waiting_for_a_thread() >= options.max_queue)
       refused = make_error_code(errc::queue_full);
     if (!refused) {
       j->fn = &task->second;
@@ -522,7 +528,9 @@ void pool_state::join_all() {
 // The awaitable form of a run: submitted when first awaited.
 struct pool_run final : operation<result<message>> {
   pool_run(crew::loop& l, std::shared_ptr<pool_state> p, message m, run_options o, std::stop_token s)
-      : operation(l), state(std::move(p)), in(std::move(m)), options(o), stop(std::move(s)) {}
+      : operation(l), state(std::move(p)), in(std::move(m)), task(o.task), options(o), stop(std::move(s)) {
+    options.task = task;  // the caller's name may be gone by the time the run is awaited
+  }
 
   void start() override {
     std::weak_ptr<operation<result<message>>> self = weak_from_this();
@@ -538,6 +546,7 @@ struct pool_run final : operation<result<message>> {
 
   std::shared_ptr<pool_state> state;
   message in;
+  std::string task;
   run_options options;
   std::stop_token stop;
   std::shared_ptr<job> submitted;

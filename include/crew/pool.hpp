@@ -116,6 +116,7 @@ struct pool_options {
 /// parameter of its own for that reason.
 struct run_options {
   /// The task's name; default: "" (the pool's one function, or the task named "").
+  /// run() copies it: the text need not outlive the call, nor an awaitable run.
   std::string_view task;
   /// ETIMEDOUT after this long, queued or running (a running task is asked to
   /// stop); default: 0, never.

@@ -223,6 +223,20 @@ TEST(pool, past_max_queue_a_run_fails_with_err_queue_full_and_auto_is_max_thread
   }
 }
 
+// A burst on an idle pool: the runs its threads take at once (started or not
+// yet) do not count against max_queue, as piscina's do not.
+TEST(pool, a_burst_on_an_idle_pool_counts_only_what_waits_for_a_thread_against_max_queue) {
+  crew::loop loop;
+  gate g;
+  crew::pool pool({{"gate", g.task()}}, {.max_threads = 1, .max_queue = crew::pool_options::auto_queue});
+  std::vector<std::string> outcomes;
+  for (int i = 0; i < 3; ++i) pool.run(0, {.task = "gate"}, [&](result<message> r) { outcomes.push_back(name_of(r)); });
+  g.open();
+  crew::test::run_within(loop);
+  std::sort(outcomes.begin(), outcomes.end());
+  EXPECT_EQ(outcomes, (std::vector<std::string>{"ERR_QUEUE_FULL", "ok", "ok"}));  // one running, one waiting
+}
+
 // close(): what was sent still runs; what comes after fails; done once, after the last.
 TEST(pool, close_lets_the_queue_drain_refuses_new_runs_and_completes_once) {
   crew::loop loop;
@@ -368,6 +382,26 @@ TEST(pool, a_run_can_be_awaited) {
   crew::test::run_within(loop);
   EXPECT_TRUE(t.done());
   EXPECT_EQ(total, 14);
+}
+
+// Runs made from names that are gone before they are awaited, as a loop that
+// fills a vector for when_all makes them (found by a new user, under ASan).
+crew::task<> twice_each(crew::pool& pool, std::vector<long>& got) {
+  std::vector<crew::awaitable<result<message>>> runs;
+  for (long i = 0; i < 3; ++i) {
+    std::string name = "twice-the-number-given";  // past the small-string buffer: freed at the end of the block
+    runs.push_back(pool.run(i, {.task = name}));
+  }
+  for (result<message>& r : co_await crew::when_all(std::move(runs))) got.push_back(r ? r->get<long>() : -1);
+}
+
+TEST(pool, an_awaited_run_keeps_its_task_name_until_it_starts) {
+  crew::loop loop;
+  crew::pool pool({{"twice-the-number-given", [](message m) { return m.get<long>() * 2; }}});
+  std::vector<long> got;
+  crew::task<> t = twice_each(pool, got);
+  crew::test::run_within(loop);
+  EXPECT_EQ(got, (std::vector<long>{0, 2, 4}));
 }
 
 crew::task<> race(crew::pool& pool, std::size_t& winner) {
