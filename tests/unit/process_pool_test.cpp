@@ -194,18 +194,23 @@ TEST(process_pool, close_drains_and_destroy_cancels_and_both_leave_no_worker_beh
     crew::process_pool pool(fixture(2));
     std::vector<std::string> outcomes;
     std::set<int> workers;
-    for (int i = 0; i < 2; ++i) pool.run(0, {.task = "pid"}, [&](result<message> r) { workers.insert(r.value().get<int>()); });
-    for (int i = 0; i < 4; ++i)
-      pool.run(i, {.task = destroy ? "hang" : "echo"}, [&](result<message> r) { outcomes.push_back(name_of(r)); });
     int done = 0;
     crew::timer later(loop);
-    later.start(100ms, {}, [&] {
-      if (destroy)
-        pool.destroy([&] { ++done; });
-      else
-        pool.close([&] { ++done; });
-      pool.run(9, {.task = "echo"}, [&](result<message> r) { outcomes.push_back(name_of(r)); });
-    });
+    // Once both workers have answered (however slowly they start), and the rest is sent or queued.
+    auto both_answered = [&](result<message> r) {
+      workers.insert(r.value().get<int>());
+      if (workers.size() < 2) return;
+      later.start(50ms, {}, [&] {
+        if (destroy)
+          pool.destroy([&] { ++done; });
+        else
+          pool.close([&] { ++done; });
+        pool.run(9, {.task = "echo"}, [&](result<message> late) { outcomes.push_back(name_of(late)); });
+      });
+    };
+    for (int i = 0; i < 2; ++i) pool.run(0, {.task = "pid"}, both_answered);
+    for (int i = 0; i < 4; ++i)
+      pool.run(i, {.task = destroy ? "hang" : "echo"}, [&](result<message> r) { outcomes.push_back(name_of(r)); });
     crew::test::run_within(loop, 30s);
     EXPECT_EQ(done, 1);
     EXPECT_EQ(std::count(outcomes.begin(), outcomes.end(), destroy ? "ECANCELED" : "ok"), 4);
