@@ -404,22 +404,30 @@ TEST(pool, an_awaited_run_keeps_its_task_name_until_it_starts) {
   EXPECT_EQ(got, (std::vector<long>{0, 2, 4}));
 }
 
-crew::task<> race(crew::pool& pool, std::size_t& winner) {
-  auto first = co_await crew::when_any(pool.run(0), crew::sleep(20ms));
+// Done once the task runs (however long a thread takes to start), then 5 ms on.
+crew::task<int> once_started(const std::atomic<bool>& started) {
+  while (!started) co_await crew::sleep(1ms);
+  co_await crew::sleep(5ms);
+  co_return 0;
+}
+
+crew::task<> race(crew::pool& pool, const std::atomic<bool>& started, std::size_t& winner) {
+  auto first = co_await crew::when_any(pool.run(0), once_started(started));
   winner = first.index();
 }
 
-// Losing a when_any destroys the awaitable, which cancels the run: the task
-// sees its stop token, and nothing completes afterwards.
+// Losing a when_any destroys the awaitable, which cancels the run: the running
+// task sees its stop token, and nothing completes afterwards.
 TEST(pool, an_awaited_run_dropped_by_when_any_is_cancelled) {
   crew::loop loop;
-  std::atomic<bool> saw_stop{false};
+  std::atomic<bool> started{false}, saw_stop{false};
   crew::pool pool([&](message m, const crew::task_context& c) {
+    started = true;
     saw_stop = wait_for_stop(std::move(m), c).get<std::string>() == "stopped";
     return 0;
   });
   std::size_t winner = 9;
-  crew::task<> t = race(pool, winner);
+  crew::task<> t = race(pool, started, winner);
   crew::test::run_within(loop);
   EXPECT_EQ(winner, 1u);
   pool.close();
