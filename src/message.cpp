@@ -299,6 +299,10 @@ const std::vector<message_port>& message::ports() const noexcept { return extra_
 std::vector<int>& message::fds() { return extra().fds; }
 const std::vector<int>& message::fds() const noexcept { return extra_ ? extra_->fds : none<int>(); }
 
+bool message::has_attachments() const noexcept {
+  return extra_ && (!extra_->buffers.empty() || !extra_->shared_buffers.empty() || !extra_->ports.empty() || !extra_->fds.empty());
+}
+
 message message::clone() const {
   message copy(value_);
   if (extra_) {

@@ -54,7 +54,7 @@ void message_port::deliver_queued() {
 std::error_code message_port::post_message(message m) {
   if (!core_) return errc::closed_message_port;
   if (!std::as_const(m).ports().empty()) return transfer_ports(m);
-  return deliver(std::move(m));
+  return deliver(m);
 }
 
 std::error_code message_port::transfer_ports(message& m) {
@@ -68,10 +68,10 @@ std::error_code message_port::transfer_ports(message& m) {
     if (port.core_ == core_ || port.core_ == peer) return errc::data_clone_error;  // Node: "contains source port"
     port.stop_listening();  // it will listen on the receiver's thread
   }
-  return deliver(std::move(m));
+  return deliver(m);
 }
 
-std::error_code message_port::deliver(message m) {
+std::error_code message_port::deliver(message& m) {
   // The peer never changes, so it is looked up once, not under a lock per post;
   // a peer that closes refuses the push.
   if (!peer_) {

@@ -115,6 +115,9 @@ class message {
   std::vector<message_port>& ports();
   const std::vector<message_port>& ports() const noexcept;
 
+  /// Whether it carries any attachment (buffers, shared buffers, ports or descriptors).
+  bool has_attachments() const noexcept;
+
   /// File descriptors that travel with the message between processes (over an
   /// ipc_channel, as SCM_RIGHTS). The message does not own them: a sender keeps
   /// its own, a receiver gets new ones that it must close.

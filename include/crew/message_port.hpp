@@ -113,7 +113,7 @@ class message_port : private detail::handle_owner {
   void deliver_queued();              // what is queued, now (a worker's messages before its exit)
   std::error_code transfer_ports(message& m);
   void report_messageerror(std::error_code error);
-  std::error_code deliver(message m);
+  std::error_code deliver(message& m);  // m is taken (not copied) when it goes
 
   std::shared_ptr<detail::port_core> core_;
   std::shared_ptr<detail::port_core> peer_;  // core_'s peer, once looked up

@@ -7,7 +7,7 @@ bool port_core::push(message& m) {
   std::lock_guard lock(mutex);
   if (closed) return false;
   inbox.push_back(std::move(entry));
-  queued.store(true, std::memory_order_relaxed);
+  if (!queued.load(std::memory_order_relaxed)) queued.store(true, std::memory_order_relaxed);  // written once a batch
   // uv_async_send coalesces: a burst of posts wakes the listener once. A
   // spinning listener polls the inbox and needs no wake-up at all.
   if (listener && !spinning) listener->schedule();

@@ -34,7 +34,7 @@ class queued_message {
   /// Copies m's value in if it can; otherwise moves m in.
   explicit queued_message(message& m) {
     new (&small_) inline_value();
-    if (!has_attachments(m) && small_.assign(m.value())) {
+    if (!m.has_attachments() && small_.assign(m.value())) {
       inline_value::release(m.value());
       inline_ = true;
     } else {
@@ -62,10 +62,6 @@ class queued_message {
   message take() { return inline_ ? message(small_.value()) : std::move(whole_); }
 
  private:
-  static bool has_attachments(const message& m) noexcept {
-    return !m.buffers().empty() || !m.shared_buffers().empty() || !m.ports().empty() || !m.fds().empty();
-  }
-
   union {
     message whole_;
     inline_value small_;
@@ -101,7 +97,7 @@ struct port_core {
   /// change, read without it by a spinning listener, so that its polls leave
   /// the mutex's cache line with the sender (relaxed: the mutex orders the
   /// messages themselves; a stale answer only delays a poll by one turn).
-  std::atomic<bool> queued{false};
+  alignas(64) std::atomic<bool> queued{false};  // a line of its own: polling it leaves the mutex's alone
   /// Sets `queued` from the inbox, under the mutex.
   void update_queued() noexcept { queued.store(head != inbox.size(), std::memory_order_relaxed); }
 
