@@ -3,7 +3,7 @@
 # ratios and rewrites BENCHMARKS.md with the date and the machine.
 #
 # ONLY=text runs the workloads whose name contains it, and only prints their table.
-# Each side runs RUNS times (default 3) and keeps the median of each figure: the
+# Each side runs RUNS times (default 3), the sides taking turns, and keeps the median of each figure: the
 # machines are shared and noisy, so ratios from one run matter more than absolutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,12 +38,10 @@ workloads=(
   "http, no keep-alive, round_robin|cluster-http --policy round_robin --keep-alive no $http|bench/node/cluster-http.js --policy rr --keep-alive no $http|$nginx --keep-alive no"
 )
 
-# Runs a command RUNS times; prints `name median unit` per figure.
-median_of_runs() {
-  local out
-  out=$(for ((i = 0; i < runs; i++)); do "$@" || exit 1; done) || return 1
+# The lines of several runs, `name value unit`; prints `name median unit` per figure.
+medians() {
   # Number each figure by first appearance, sort each figure's values, keep the middle one.
-  awk '!($1 in order) { order[$1] = ++n } { print order[$1], $1, $2, $3 }' <<<"$out" |
+  awk 'NF == 3 && !($1 in order) { order[$1] = ++n } NF == 3 { print order[$1], $1, $2, $3 }' |
     sort -k1,1n -k3,3g |
     awk '{ name[$1] = $2; unit[$1] = $4; v[$1, ++c[$1]] = $3 }
          END { for (i = 1; i in c; i++) print name[i], v[i, int((c[i] + 1) / 2)], unit[i] }'
@@ -71,14 +69,20 @@ for entry in "${workloads[@]}"; do
   IFS='|' read -r name crew_args node_args third_command <<<"$entry"
   [[ -n ${ONLY:-} && $name != *"$ONLY"* ]] && continue
   echo "bench: $name" >&2
-  # shellcheck disable=SC2086
-  crew_out=$(median_of_runs "$bin/crew-bench" $crew_args)
-  node_out=""
-  # shellcheck disable=SC2086
-  [[ $node_args != - ]] && node_out=$(median_of_runs node $node_args)
-  third_out=""
-  # shellcheck disable=SC2086
-  [[ -n $third_command ]] && third_out=$(median_of_runs $third_command)
+  # The sides take turns, run by run, so that a slow spell of this shared machine
+  # falls on each of them alike rather than on one side's runs.
+  crew_runs="" node_runs="" third_runs=""
+  for ((i = 0; i < runs; i++)); do
+    # shellcheck disable=SC2086
+    crew_runs+=$("$bin/crew-bench" $crew_args)$'\n' || exit 1
+    # shellcheck disable=SC2086
+    if [[ $node_args != - ]]; then node_runs+=$(node $node_args)$'\n' || exit 1; fi
+    # shellcheck disable=SC2086
+    if [[ -n $third_command ]]; then third_runs+=$($third_command)$'\n' || exit 1; fi
+  done
+  crew_out=$(medians <<<"$crew_runs")
+  node_out=$(medians <<<"$node_runs")
+  third_out=$(medians <<<"$third_runs")
   while read -r figure crew_value unit; do
     node_value=$(value_of "$figure" "$node_out")
     third_value=$(value_of "$figure" "$third_out")
