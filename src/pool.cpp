@@ -70,7 +70,7 @@ struct job {
   message in;
   int priority = 0;
   clock::time_point queued_at;
-  std::stop_source stop;
+  std::stop_source stop{std::nostopstate};  // made only for a task that can see it (one allocation less)
   std::shared_ptr<mailbox> box;
   std::optional<result<message>> outcome;  // written by the thread before it hands the job to the mailbox
   std::atomic<bool> cancelled{false};      // destroy(): deliver ECANCELED, whatever the thread produced
@@ -321,6 +321,7 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
       refused = make_error_code(errc::queue_full);
     if (!refused) {
       j->fn = &task->second;
+      if (j->fn->sees_context()) j->stop = std::stop_source();
       j->queued_at = clock::now();
       j->in_queue = true;
       queue.push(o.priority, j);

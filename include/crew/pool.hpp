@@ -68,9 +68,13 @@ class pool_task {
             return outcome(fn(std::move(in), context));
           else
             return outcome(fn(std::move(in)));
-        }) {}
+        }),
+        sees_context_(std::is_invocable_v<const F&, message, const task_context&>) {}
 
   result<message> operator()(message in, const task_context& context) const { return fn_(std::move(in), context); }
+
+  /// Whether the function takes the task_context (and so may watch its stop token).
+  bool sees_context() const noexcept { return sees_context_; }
 
  private:
   template <class T>
@@ -85,6 +89,7 @@ class pool_task {
   }
 
   std::function<result<message>(message, const task_context&)> fn_;
+  bool sees_context_;
 };
 
 /// Options of a pool.
