@@ -75,8 +75,9 @@ struct job {
   std::optional<result<message>> outcome;  // written by the thread before it hands the job to the mailbox
   std::atomic<bool> cancelled{false};      // destroy(): deliver ECANCELED, whatever the thread produced
   bool in_queue = false;               // guarded by the pool's mutex
-  // The job's loop only.
-  std::unique_ptr<delivery> local;
+  // The job's loop only: made there, and emptied there (reset) before the job
+  // itself may be freed by whichever thread lets go of it last.
+  std::optional<delivery> local;
 };
 
 // Delivers one loop's results: a handle on that loop, woken by the threads.
@@ -141,12 +142,14 @@ struct inbox final : handle_state {
 
   // Takes a job off the list; its loop-side part goes. Gives the callback.
   pool::done_callback forget(job& j) {
-    std::unique_ptr<delivery> d = std::move(j.local);
-    if (d->previous) d->previous->local->next = d->next;
-    else awaited = d->next;
-    if (d->next) d->next->local->previous = d->previous;
+    delivery& d = *j.local;
+    if (d.previous) d.previous->local->next = d.next;
+    else awaited = d.next;
+    if (d.next) d.next->local->previous = d.previous;
+    pool::done_callback done = std::move(d.done);
+    j.local.reset();
     settled();
-    return std::move(d->done);
+    return done;
   }
 
   // Completes the job's run once: the first delivery wins.
@@ -157,7 +160,9 @@ struct inbox final : handle_state {
   }
 
   void drain() {
-    std::vector<std::shared_ptr<job>> jobs;
+    // The vector the threads fill next is the one emptied last time: it keeps
+    // its room, so a burst of results does not grow it again.
+    std::vector<std::shared_ptr<job>> jobs = std::move(spare);
     std::vector<unique_function<void()>> notices;
     bool retired;
     {
@@ -175,6 +180,8 @@ struct inbox final : handle_state {
       else
         complete(*j, std::move(*j->outcome));
     }
+    jobs.clear();
+    spare = std::move(jobs);
     for (auto& notice : notices) {
       if (closing) return;
       settled();
@@ -185,6 +192,7 @@ struct inbox final : handle_state {
 
   uv_async_t async;
   std::shared_ptr<mailbox> box;
+  std::vector<std::shared_ptr<job>> spare;  // emptied by the last drain, handed to the threads by the next
   job* awaited = nullptr;  // jobs sent from this loop and not yet delivered
   int pending = 0;         // those, and notices to come
   std::chrono::microseconds spin;
@@ -304,7 +312,7 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
   auto j = std::make_shared<job>();
   j->in = std::move(in);
   j->priority = o.priority;
-  j->local = std::make_unique<delivery>();
+  j->local.emplace();
   j->local->done = std::move(done);
   if (made) *made = j;
   inbox* here = nullptr;
