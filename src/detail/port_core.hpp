@@ -43,7 +43,7 @@ class queued_message {
   }
   queued_message(queued_message&& other) noexcept : inline_(other.inline_) {
     if (inline_)
-      small_ = other.small_;
+      new (&small_) inline_value(other.small_);
     else
       new (&whole_) message(std::move(other.whole_));
   }
