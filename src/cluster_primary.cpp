@@ -265,11 +265,7 @@ worker_process& primary_state::start(environment env, int restarts_so_far) {
   for (const auto& [name, value] : env) options.extra_env[name] = value;
   options.extra_env["NODE_UNIQUE_ID"] = std::to_string(id);
   options.silent = config.silent;
-  // Workers of this very program show in ps (and pgrep) under its name, not as "exe".
-  if (options.argv0.empty() && config.exec == "/proc/self/exe") {
-    std::vector<std::string> self = crew::detail::command_line();
-    if (!self.empty()) options.argv0 = self.front();
-  }
+  if (options.argv0.empty() && config.exec == "/proc/self/exe") options.argv0 = crew::detail::own_name();
   child_process process = crew::fork(config.exec, config.args, std::move(options), loop);
   auto owned = std::unique_ptr<worker_process>(new worker_process(*this, id, restarts_so_far, std::move(env),
                                                                   std::move(process)));

@@ -77,9 +77,7 @@ struct process_pool::state final : detail::handle_state {
     options.process.extra_env[worker_variable] = "1";
     if (options.program.empty()) {
       options.program = "/proc/self/exe";
-      // Workers of this very program show in ps (and pgrep) under its name, not as "exe".
-      std::vector<std::string> self = detail::command_line();
-      if (options.process.argv0.empty() && !self.empty()) options.process.argv0 = self.front();
+      if (options.process.argv0.empty()) options.process.argv0 = detail::own_name();
     }
   }
   uv_handle_t* uv() noexcept override { return reinterpret_cast<uv_handle_t*>(&sweep); }

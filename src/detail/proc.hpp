@@ -29,4 +29,12 @@ inline std::vector<std::string> command_line() {
   return all;
 }
 
+/// The name this program was started by (its argv[0]): what workers of this very
+/// program (/proc/self/exe) carry, so that ps and pgrep show them under it, not
+/// as "exe". Empty if /proc cannot tell.
+inline std::string own_name() {
+  std::vector<std::string> all = command_line();
+  return all.empty() ? std::string() : std::move(all.front());
+}
+
 }  // namespace crew::detail
