@@ -12,9 +12,7 @@ namespace crew::detail {
 
 bool inline_value::assign(const json& v) noexcept {
   size_ = 0;
-  if (put(v)) return true;
-  size_ = 0;
-  return false;
+  return put(v);
 }
 
 void inline_value::release(json& v) noexcept {

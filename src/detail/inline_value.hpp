@@ -26,7 +26,7 @@ class inline_value {
  public:
   static constexpr std::size_t capacity = 23;  // as large as a message: {"id":1,"ok":true} fits
 
-  /// Copies v in, if it fits. False (and empty()) when it does not.
+  /// Copies v in, if it fits. False when it does not (what was written is then meaningless).
   bool assign(const json& v) noexcept;
 
   /// Destroys a value that fitted, leaves v null. Cheaper than its destructor,
@@ -36,7 +36,6 @@ class inline_value {
   /// The value copied in; a new one on the calling thread.
   json value() const;
 
-  bool empty() const noexcept { return size_ == 0; }
 
  private:
   bool put(const json& v) noexcept;
