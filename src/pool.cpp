@@ -234,6 +234,7 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
     std::size_t takers = options.max_threads > running ? options.max_threads - running : 0;
     return queued > takers ? queued - takers : 0;
   }
+  bool unqueue(const std::shared_ptr<job>& j);
   void work(worker& me);
   void execute(job& j, int thread);
   void take_back(const std::shared_ptr<job>& j);
@@ -339,11 +340,7 @@ void pool_state::submit(message in, run_options o, std::stop_token stop, pool::d
       // more; a job more than they can take gets a thread of its own.
       if (queued > spinning && idle > 0) wake.notify_one();
       if (queued > spinning + idle && threads < options.max_threads && !start_thread() && threads == 0) {
-        // No thread at all, and none to be had: the run fails now rather than wait for ever.
-        queue.remove(o.priority, j);
-        queued = queue.size();
-        j->in_queue = false;
-        --active;
+        unqueue(j);  // no thread at all, and none to be had: the run fails now rather than wait for ever
         refused = uv_error(UV_EAGAIN);
       }
     }
@@ -460,17 +457,21 @@ void pool_state::execute(job& j, int thread) {
   completed.fetch_add(1, std::memory_order_relaxed);
 }
 
+// Takes a job out of the queue if it waits there. Under the mutex.
+bool pool_state::unqueue(const std::shared_ptr<job>& j) {
+  if (!j->in_queue) return false;
+  queue.remove(j->priority, j);
+  queued = queue.size();
+  j->in_queue = false;
+  --active;
+  return true;
+}
+
 // Removes a job from the queue if it waits there; asks it to stop if it runs.
 void pool_state::take_back(const std::shared_ptr<job>& j) {
   {
     std::lock_guard lock(mutex);
-    if (j->in_queue) {
-      queue.remove(j->priority, j);
-      queued = queue.size();
-      j->in_queue = false;
-      --active;
-      finish_if_idle();
-    }
+    if (unqueue(j)) finish_if_idle();
   }
   j->stop.request_stop();
 }
