@@ -26,7 +26,7 @@ inline long option(int argc, char** argv, const char* name, long fallback, long 
   long value = 0;
   const char* end = given + std::strlen(given);
   auto [stop, error] = std::from_chars(given, end, value);
-  if (error != std::errc() || stop != end || *given == '\0' || value < low || value > high) {
+  if (error != std::errc() || stop != end || value < low || value > high) {  // (from_chars refuses "")
     std::fprintf(stderr, "%s: expected a whole number from %ld to %ld, got '%s'\n", name, low, high, given);
     std::exit(2);
   }
