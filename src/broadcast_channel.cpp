@@ -55,8 +55,7 @@ std::error_code broadcast_channel::post_message(const message& m) {
   }
   for (const auto& core : receivers) {
     if (core == port_.core_) continue;
-    message copy = m.clone();
-    core->push(copy);  // a channel closing meanwhile just misses it
+    core->push_copy(m);  // a channel closing meanwhile just misses it
   }
   return {};
 }

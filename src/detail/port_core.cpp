@@ -2,8 +2,11 @@
 
 namespace crew::detail {
 
-bool port_core::push(message& m) {
-  queued_message entry(m);  // copied before the lock, if small
+bool port_core::push(message& m) { return push(queued_message(m)); }
+
+bool port_core::push_copy(const message& m) { return push(queued_message(m)); }
+
+bool port_core::push(queued_message entry) {  // made before the lock
   std::lock_guard lock(mutex);
   if (closed) return false;
   inbox.push_back(std::move(entry));

@@ -41,6 +41,15 @@ class queued_message {
       new (&whole_) message(std::move(m));
     }
   }
+  /// Copies m in: its value alone if small, else a clone() (a broadcast's copy
+  /// for each receiver, without building a clone only to copy it again).
+  explicit queued_message(const message& m) {
+    new (&small_) inline_value();
+    if (!m.has_attachments() && small_.assign(m.value()))
+      inline_ = true;
+    else
+      new (&whole_) message(m.clone());
+  }
   queued_message(queued_message&& other) noexcept : inline_(other.inline_) {
     if (inline_)
       new (&small_) inline_value(other.small_);
@@ -74,6 +83,8 @@ struct port_core {
   /// Queues m for this port and wakes its listener. False if this port is
   /// closed (m is then dropped). Any thread.
   bool push(message& m);
+  /// Queues a copy of m (see queued_message). Any thread.
+  bool push_copy(const message& m);
 
   /// Closes this side: drops its queue, tells the peer. Any thread; idempotent.
   void close() noexcept;
@@ -102,6 +113,7 @@ struct port_core {
   void update_queued() noexcept { queued.store(head != inbox.size(), std::memory_order_relaxed); }
 
  private:
+  bool push(queued_message entry);
   void peer_gone() noexcept;
 };
 

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -37,6 +39,34 @@ TEST(broadcast_channel, every_other_channel_of_the_name_gets_a_copy_but_not_the_
   EXPECT_EQ(got, (std::vector<std::string>{"a:hello", "b:hello"}));
   EXPECT_FALSE(sender_got);
   EXPECT_FALSE(elsewhere_got);
+}
+
+// A small value travels copied into each queue, a large one or one with bytes
+// as a clone: each receiver gets all of it, and the sender keeps its own.
+TEST(broadcast_channel, each_receiver_gets_a_whole_copy_small_large_or_with_bytes) {
+  crew::loop loop;
+  broadcast_channel sender("copies"), a("copies"), b("copies");
+  message with_bytes = crew::json{{"i", 1}};
+  with_bytes.attach(crew::buffer(std::string_view("bytes")));
+  std::vector<std::string> got;
+  auto note = [&](message m) {
+    std::string seen = m.to_string();
+    if (!m.buffers().empty()) seen.append("+").append(m.buffers()[0].view());
+    got.push_back(std::move(seen));
+    if (got.size() == 6)
+      for (auto* c : {&sender, &a, &b}) c->close();
+  };
+  a.on_message(note);
+  b.on_message(note);
+  std::string large(100, 'x');
+  EXPECT_FALSE(sender.post_message(crew::json{{"i", 1}}));
+  EXPECT_FALSE(sender.post_message(crew::json{{"text", large}}));
+  EXPECT_FALSE(sender.post_message(with_bytes));
+  crew::test::run_within(loop);
+  std::sort(got.begin(), got.end());
+  std::string big = R"({"text":")" + large + R"("})";
+  EXPECT_EQ(got, (std::vector<std::string>{R"({"i":1})", R"({"i":1})", R"({"i":1}+bytes)", R"({"i":1}+bytes)", big, big}));
+  EXPECT_EQ(with_bytes.buffers()[0].view(), "bytes");  // the sender's own is untouched
 }
 
 TEST(broadcast_channel, reaches_channels_on_other_threads_in_order) {
