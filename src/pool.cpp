@@ -20,8 +20,10 @@
 
 #include "crew/detail/handle.hpp"
 #include "crew/timer.hpp"
+#include "detail/adaptive_mutex.hpp"
 #include "detail/histogram.hpp"
 #include "detail/job_queue.hpp"
+#include "detail/recycling_allocator.hpp"
 #include "detail/spinner.hpp"
 #include "detail/stop_relay.hpp"
 
@@ -153,7 +155,7 @@ struct inbox final : handle_state {
   }
 
   // Completes the job's run once: the first delivery wins.
-  void complete(job& j, result<message> outcome) {
+  void complete(job& j, result<message>&& outcome) {
     if (!j.local) return;
     pool::done_callback done = forget(j);
     if (done) loop.invoke(done, std::move(outcome));
@@ -224,7 +226,7 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
     bool exited = false;
   };
 
-  void submit(message in, run_options options, std::stop_token stop, pool::done_callback done,
+  void submit(message&& in, run_options options, std::stop_token stop, pool::done_callback done,
               std::shared_ptr<job>* made = nullptr);
   std::shared_ptr<mailbox> mailbox_here(inbox** here);
   bool start_thread();
@@ -248,7 +250,7 @@ struct pool_state : std::enable_shared_from_this<pool_state> {
   pool_options options;
   const clock::time_point started = clock::now();
 
-  mutable std::mutex mutex;
+  mutable adaptive_mutex mutex;
   std::condition_variable wake;
   job_queue<std::shared_ptr<job>> queue;
   std::atomic<std::size_t> queued{0};  // queue.size(), for spinning threads, which look without the mutex
@@ -308,9 +310,9 @@ std::shared_ptr<mailbox> pool_state::mailbox_here(inbox** here) {
   return box;
 }
 
-void pool_state::submit(message in, run_options o, std::stop_token stop, pool::done_callback done,
+void pool_state::submit(message&& in, run_options o, std::stop_token stop, pool::done_callback done,
                         std::shared_ptr<job>* made) {
-  auto j = std::make_shared<job>();
+  auto j = std::allocate_shared<job>(recycling_allocator<job>());
   j->in = std::move(in);
   j->priority = o.priority;
   j->local.emplace();
@@ -391,7 +393,7 @@ bool pool_state::start_thread() {
 }
 
 void pool_state::work(worker& me) {
-  std::unique_lock lock(mutex);
+  std::unique_lock<std::mutex> lock(mutex);  // as condition_variable needs it
   bool just_ran = false;
   for (;;) {
     if (ending) break;

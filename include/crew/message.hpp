@@ -48,7 +48,7 @@ class message {
   static constexpr int max_depth = 1000;
 
   /// A null value.
-  message() = default;
+  message() noexcept { ::new (static_cast<void*>(&value_)) value_type(); }
 
   /// The value of anything nlohmann's JSON types can hold: a json, a string, a
   /// number, a container, or a user type with to_json (for nlohmann::json or
@@ -56,11 +56,21 @@ class message {
   template <class T>
     requires(!std::same_as<std::remove_cvref_t<T>, message> &&
              (std::constructible_from<value_type, T> || std::constructible_from<nlohmann::json, T>))
-  message(T&& value) : value_(to_value(std::forward<T>(value))) {}  // NOLINT: implicit, like json's
+  message(T&& value) {  // NOLINT: implicit, like json's
+    ::new (static_cast<void*>(&value_)) value_type(to_value(std::forward<T>(value)));
+  }
 
-  message(message&&) noexcept = default;
-  ~message() = default;
-  message& operator=(message&&) noexcept = default;
+  message(message&& other) noexcept : extra_(std::move(other.extra_)) {
+    ::new (static_cast<void*>(&value_)) value_type(std::move(other.value_));
+  }
+  ~message() {
+    if (value_.is_structured() || value_.is_string() || value_.is_binary()) value_.~value_type();
+  }
+  message& operator=(message&& other) noexcept {
+    value_ = std::move(other.value_);
+    extra_ = std::move(other.extra_);
+    return *this;
+  }
   message(const message&) = delete;
   message& operator=(const message&) = delete;
 
@@ -166,7 +176,13 @@ class message {
   };
   attachments& extra();
 
-  value_type value_;
+  // A null, a boolean or a number owns no memory, and for them the value's
+  // destructor is skipped: nlohmann's is a call that is not inlined, and a
+  // message moves through several hands on its way (a pool task's value, in and
+  // out, costs less than the calls that would end its moved-from copies).
+  union {
+    value_type value_;
+  };
   std::unique_ptr<attachments, attachments_deleter> extra_;
 };
 

@@ -63,7 +63,7 @@ class pool_task {
   template <class F>
     requires std::is_invocable_v<const F&, message, const task_context&> || std::is_invocable_v<const F&, message>
   pool_task(F fn)  // NOLINT: implicit, so that a map of names to lambdas reads as one
-      : fn_([fn = std::move(fn)](message in, const task_context& context) -> result<message> {
+      : fn_([fn = std::move(fn)](message&& in, const task_context& context) -> result<message> {
           if constexpr (std::is_invocable_v<const F&, message, const task_context&>)
             return outcome(fn(std::move(in), context));
           else
@@ -71,7 +71,7 @@ class pool_task {
         }),
         sees_context_(std::is_invocable_v<const F&, message, const task_context&>) {}
 
-  result<message> operator()(message in, const task_context& context) const { return fn_(std::move(in), context); }
+  result<message> operator()(message&& in, const task_context& context) const { return fn_(std::move(in), context); }
 
   /// Whether the function takes the task_context (and so may watch its stop token).
   bool sees_context() const noexcept { return sees_context_; }
@@ -88,7 +88,7 @@ class pool_task {
     return r.error();
   }
 
-  std::function<result<message>(message, const task_context&)> fn_;
+  std::function<result<message>(message&&, const task_context&)> fn_;  // && : a message is moved once, not at each call
   bool sees_context_;
 };
 

@@ -24,7 +24,7 @@
 namespace crew {
 
 /// A move-only callable holding any invocable of that signature. Small targets
-/// (up to three pointers, nothrow-movable) are stored inline; larger ones on the
+/// (up to six pointers, nothrow-movable) are stored inline; larger ones on the
 /// heap. Calling an empty one is undefined, like calling a null function pointer.
 template <class Signature>
 class unique_function;
@@ -68,9 +68,10 @@ class unique_function<R(Args...)> {
   R operator()(Args... args) { return ops_->call(*this, std::forward<Args>(args)...); }
 
  private:
-  // Small callables (up to three pointers) live inline: a posted lambda that
-  // captures a pointer and a couple of values costs no allocation.
-  static constexpr std::size_t inline_size = 3 * sizeof(void*);
+  // Small callables (up to six pointers) live inline, as folly::Function's
+  // do: a lambda that captures a pointer and a few values, or `[&]` with a few
+  // locals, costs no allocation. A unique_function is one cache line.
+  static constexpr std::size_t inline_size = 6 * sizeof(void*);
   template <class T>
   static constexpr bool fits_inline = sizeof(T) <= inline_size &&
                                       alignof(T) <= alignof(std::max_align_t) &&

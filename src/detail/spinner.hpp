@@ -23,13 +23,17 @@ class spinner {
   /// Keeps `l` polling for `length` from now. While it does, on_turn(owner)
   /// runs on each turn (if given); on_stop(owner) runs when the time is up (if
   /// given). Gives true when spinning starts now, false when it went on
-  /// already (its deadline moves) or `length` is 0 (it does not spin).
+  /// already (its deadline moves to `length` from the next turn) or `length`
+  /// is 0 (it does not spin).
   bool keep(uv_loop_t* l, std::chrono::microseconds length, void* owner, callback on_turn = nullptr,
             callback on_stop = nullptr) {
     if (length.count() <= 0) return false;
     length_ns_ = static_cast<std::uint64_t>(length.count()) * 1000;
+    if (spinning()) {
+      active_ = true;  // the next turn moves the deadline: one clock read a turn, however many calls
+      return false;
+    }
     until_ = uv_hrtime() + length_ns_;
-    if (spinning()) return false;
     if (!idle_) {
       idle_ = new uv_idle_t;
       uv_idle_init(l, idle_);

@@ -8,7 +8,7 @@ cmake_minimum_required(VERSION 3.25)
 
 # module: layer. Files map to modules by name (detail files by their own names).
 set(layers
-  error:0 unique_function:0 utf8:0
+  error:0 unique_function:0 utf8:0 adaptive_mutex:0 recycling_allocator:0
   buffer:1 loop:1 url:1
   work:2 task:2 shared_buffer:2 stop_relay:2 spinner:2
   timer:3 signal:3 stream:3 message:3
