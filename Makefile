@@ -8,7 +8,7 @@ JOBS ?= $(shell nproc)
 PACKAGES := build-essential cmake ninja-build pkg-config git \
             libuv1-dev nlohmann-json3-dev libsimdjson-dev node-llhttp libgtest-dev libbenchmark-dev \
             nodejs npm wrk nginx-light iputils-ping procps libssl-dev \
-            clang libclang-rt-14-dev
+            clang libclang-rt-14-dev libspng-dev libturbojpeg0-dev zlib1g-dev ffmpeg
 
 .PHONY: deps build debug test test-asan test-tsan fuzz run bench clean
 

@@ -1,10 +1,11 @@
 #include "options.hpp"
 
-#include <charconv>
 #include <chrono>
 #include <cstdio>
 #include <string_view>
 #include <thread>
+
+#include "number.hpp"
 
 namespace crew_server {
 namespace {
@@ -28,18 +29,9 @@ constexpr const char* usage =
     "  --pool-queue             requests waiting for those threads at most; past it 503 (default 1024)\n"
     "signals: SIGTERM/SIGINT graceful shutdown, SIGHUP rolling reload\n";
 
-template <class Number>
-bool number(std::string_view text, Number low, Number high, Number& out) {
-  Number value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc{} || end != text.data() + text.size() || value < low || value > high) return false;
-  out = value;
-  return true;
-}
-
 bool milliseconds(std::string_view text, std::chrono::milliseconds& out) {
   long long ms = 0;
-  if (!number<long long>(text, 0, 24LL * 3600 * 1000, ms)) return false;
+  if (!parse_number<long long>(text, 0, 24LL * 3600 * 1000, ms)) return false;
   out = std::chrono::milliseconds(ms);
   return true;
 }
@@ -64,13 +56,13 @@ std::optional<options> parse(int argc, char** argv, bool& help) {
     std::string_view value = argv[++i];
     bool ok = true;
     if (flag == "--port")
-      ok = number(value, 0, 65535, o.port);
+      ok = parse_number(value, 0, 65535, o.port);
     else if (flag == "--workers")
-      ok = number(value, 1, 1024, o.workers);
+      ok = parse_number(value, 1, 1024, o.workers);
     else if (flag == "--pool-threads")
-      ok = number<std::size_t>(value, 1, 256, o.pool_threads);
+      ok = parse_number<std::size_t>(value, 1, 256, o.pool_threads);
     else if (flag == "--pool-queue")
-      ok = number<std::size_t>(value, 1, 1 << 20, o.pool_queue);
+      ok = parse_number<std::size_t>(value, 1, 1 << 20, o.pool_queue);
     else if (flag == "--host")
       o.host = value;
     else if (flag == "--headers-timeout-ms")

@@ -8,6 +8,8 @@
 #include <ctime>
 #include <random>
 
+#include "image.hpp"
+#include "number.hpp"
 
 namespace crew_server {
 namespace {
@@ -59,8 +61,8 @@ json heavy() {
   return {{"status", 200}, {"body", {{"result", result}, {"worker", getpid()}, {"duration", took.count()}}}};
 }
 
-// On a pool thread: the request body in, {status, body} out.
-json process_image(const std::string& body) {
+// On a pool thread: the seeds' JSON pixels in, {status, body} out.
+json scale_pixels(const std::string& body) {
   json input = json::parse(body, nullptr, false);
   if (input.is_discarded() || !input.is_object() || !input.contains("imageData") || !input["imageData"].is_array())
     return {{"status", 400}, {"body", {{"error", "expected {\"imageData\": [{\"r\":..,\"g\":..,\"b\":..}, ...]}"}}}};
@@ -87,23 +89,76 @@ bool charset_name(const std::string& name) {
 }
 
 constexpr std::size_t max_converted = 16 << 20;  // bytes of output kept; past this, the conversion fails
+constexpr std::size_t max_image_upload = 32 << 20;  // bytes of an image (or JSON pixels); past this, 413
+
+// On a pool thread: {edits, body} in, {status, type, body} out.
+json edit_image(json& in) {
+  image_answer a = process_image(in["body"].get_ref<const std::string&>(), image_edits::from_json(in["edits"]));
+  return {{"status", a.status}, {"type", std::move(a.content_type)}, {"body", std::move(a.body)}};
+}
 
 }  // namespace
 
 services::services(crew::ipc_channel* primary, std::size_t pool_threads, std::size_t pool_queue)
     : pool_({{"heavy", [](crew::message) { return heavy(); }},
-             {"process-image", [](crew::message body) { return process_image(body.value().get_ref<const std::string&>()); }}},
+             {"scale-pixels", [](crew::message body) { return scale_pixels(body.value().get_ref<const std::string&>()); }},
+             {"process-image", [](crew::message in) { return edit_image(in.value()); }}},
             {.min_threads = 1, .max_threads = pool_threads, .max_queue = pool_queue}),
       primary_(primary) {}
 
-// Runs the task on the worker's pool and answers with what it gives ({status, body}).
+// Runs the task on the worker's pool and answers with what it gives:
+// {status, body} answers with body as JSON, {status, type, body} with the bytes of body.
 void services::on_pool(const char* task, crew::message in, crew::http::response& res) {
   pool_.run(std::move(in), {.task = task}, [res = std::move(res)](crew::result<crew::message> out) mutable {
     if (out.error() == crew::errc::queue_full)
       return res.status(503).set_header("Retry-After", "1").json({{"error", "busy: try again"}});
     if (!out) return res.status(500).json({{"error", crew::error_name(out.error())}});
     json& answer = out->value();
-    res.status(answer["status"].get<int>()).json(answer["body"]);
+    res.status(answer["status"].get<int>());
+    if (answer.contains("type"))
+      res.send(std::move(answer["body"].get_ref<std::string&>()), answer["type"].get<std::string>());
+    else
+      res.json(answer["body"]);
+  });
+}
+
+// The upload is read as it arrives, up to max_image_upload bytes: past that
+// (or a Content-Length that says so) 413 at once, and the rest is not read.
+// The edits are checked before the upload is read: a bad query is a 400 at once.
+void services::image(crew::http::request& req, crew::http::response& res) {
+  bool json_type = req.header("content-type").starts_with("application/json");
+  std::string error;
+  std::optional<image_edits> edits = parse_edits(req.search_params(), req.header("accept"), error);
+  if (!edits) return res.status(400).json({{"error", error}});
+  std::string too_big = "the upload is over " + std::to_string(max_image_upload >> 20) + " MiB";
+  std::string_view length = req.header("content-length");
+  std::size_t declared = 0;
+  if (parse_number<std::size_t>(length, 0, SIZE_MAX, declared) && declared > max_image_upload)
+    return res.status(413).json({{"error", too_big}});
+  struct upload {
+    crew::http::response res;
+    std::string body;
+    bool refused = false;
+  };
+  auto up = std::make_shared<upload>(upload{std::move(res), {}, false});
+  req.on_data([up, too_big](std::string_view chunk) {
+    if (up->refused) return;
+    if (up->body.size() + chunk.size() > max_image_upload) {
+      up->refused = true;
+      up->body = std::string();
+      up->res.status(413).json({{"error", too_big}});
+      return;
+    }
+    up->body += chunk;
+  });
+  req.on_end([this, up, json_type, edits](std::error_code cut) {
+    if (up->refused) return;
+    if (cut) return up->res.status(400).json({{"error", "the upload was cut short: " + crew::error_name(cut)}});
+    // The seeds' form: JSON by its type, or by its first character.
+    std::size_t first = up->body.find_first_not_of(" \t\r\n");
+    if (json_type || (first != std::string::npos && up->body[first] == '{'))
+      return on_pool("scale-pixels", std::move(up->body), up->res);
+    on_pool("process-image", json{{"edits", edits->to_json()}, {"body", std::move(up->body)}}, up->res);
   });
 }
 
@@ -114,9 +169,9 @@ crew::http::router services::router() {
   });
 
   routes.get("/heavy", [this](crew::http::request&, crew::http::response& res) { on_pool("heavy", nullptr, res); });
-  routes.post("/process-image", [this](crew::http::request& req, crew::http::response& res) {
-    on_pool("process-image", std::move(req.body), res);
-  });
+  routes.post(
+      "/process-image", [this](crew::http::request& req, crew::http::response& res) { image(req, res); },
+      {.stream_body = true});
 
   routes.post("/convert", [this](crew::http::request& req, crew::http::response& res) { convert(req, res); });
 

@@ -1,8 +1,10 @@
 // crew-server's routes, served by every worker (DESIGN.md's table):
 //   GET  /               {"message":"Hello from worker","pid":...,"timestamp":ISO-8601}
 //   GET  /heavy          1e6 random additions on the worker's thread pool: {result, worker, duration}
-//   POST /process-image  {"imageData":[{r,g,b}...]} scaled r*1.2, g*1.1, b*0.9 (at most 255) on the
-//                        worker's thread pool: {"success":true,"result":[...]}
+//   POST /process-image  a PNG or JPEG, edited as the query says (image.hpp: resize, blur, enhance,
+//                        grayscale, format) on the worker's thread pool; or, with Content-Type
+//                        application/json, the seeds' {"imageData":[{r,g,b}...]} scaled r*1.2, g*1.1,
+//                        b*0.9 (at most 255): {"success":true,"result":[...]}
 //                        (both: 503 with Retry-After when the pool's queue is full)
 //   POST /convert        the body through iconv (?from=ISO-8859-1&to=UTF-8 by default); its
 //                        failure is a 500 with iconv's own message
@@ -34,6 +36,7 @@ class services {
 
  private:
   void convert(crew::http::request& req, crew::http::response& res);
+  void image(crew::http::request& req, crew::http::response& res);
   void on_pool(const char* task, crew::message in, crew::http::response& res);
   crew::pool pool_;
   std::list<crew::child_process> conversions_;

@@ -5,9 +5,13 @@
 
 #include <dirent.h>
 #include <poll.h>
+#include <spng.h>
+#include <turbojpeg.h>
 #include <unistd.h>
+#include <zlib.h>
 
 #include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <regex>
@@ -52,7 +56,8 @@ TEST(crew_server, serves_every_route_and_exits_0_on_sigterm) {
     auto image = crew::test::request(port, "POST", "/process-image",
                                      R"({"imageData":[{"r":100,"g":100,"b":100},{"r":250,"g":10,"b":3}]})");
     EXPECT_EQ(image.body, R"({"success":true,"result":[{"r":120,"g":110.00000000000001,"b":90},{"r":255,"g":11,"b":2.7}]})");
-    EXPECT_EQ(crew::test::request(port, "POST", "/process-image", "not json").status, 400);
+    EXPECT_EQ(crew::test::request(port, "POST", "/process-image", "not json").status, 415);  // nor an image
+    EXPECT_EQ(crew::test::request(port, "POST", "/process-image", "{not json").status, 400);
     EXPECT_EQ(crew::test::request(port, "POST", "/process-image", R"({"imageData":[{"r":"red"}]})").status, 400);
 
     auto converted = crew::test::request(port, "POST", "/convert", "caf\xe9");  // ISO-8859-1 to UTF-8
@@ -75,6 +80,195 @@ TEST(crew_server, serves_every_route_and_exits_0_on_sigterm) {
     EXPECT_TRUE(std::regex_search(metrics.body, std::regex("\ncrew_pool_queue_size\\{pid=\"[0-9]+\"\\} 0\n"))) << metrics.body;
     EXPECT_TRUE(std::regex_search(metrics.body, std::regex("\ncrew_pool_run_seconds_count\\{pid=\"[0-9]+\"\\} [0-9]+\n")));
     EXPECT_EQ(crew::test::request(port, "GET", "/nowhere").status, 404);
+    kill(server, SIGTERM);
+  });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
+// Test images, encoded here with the libraries crew-server decodes with.
+struct test_image {
+  int width = 0, height = 0;
+  std::vector<std::uint8_t> rgba;
+  const std::uint8_t* at(int x, int y) const { return &rgba[static_cast<std::size_t>(y * width + x) * 4]; }
+};
+
+// Red grows to the right, green downwards; blue is 128.
+test_image gradient(int width, int height) {
+  test_image t{width, height, std::vector<std::uint8_t>(static_cast<std::size_t>(width * height) * 4)};
+  for (int y = 0; y < height; ++y)
+    for (int x = 0; x < width; ++x) {
+      std::uint8_t* p = &t.rgba[static_cast<std::size_t>(y * width + x) * 4];
+      p[0] = static_cast<std::uint8_t>(x * 4);
+      p[1] = static_cast<std::uint8_t>(y * 5);
+      p[2] = 128;
+      p[3] = 255;
+    }
+  return t;
+}
+
+std::string png_of(const test_image& t) {
+  spng_ctx* ctx = spng_ctx_new(SPNG_CTX_ENCODER);
+  spng_set_option(ctx, SPNG_ENCODE_TO_BUFFER, 1);
+  spng_ihdr header{};
+  header.width = static_cast<std::uint32_t>(t.width);
+  header.height = static_cast<std::uint32_t>(t.height);
+  header.bit_depth = 8;
+  header.color_type = SPNG_COLOR_TYPE_TRUECOLOR_ALPHA;
+  spng_set_ihdr(ctx, &header);
+  std::string out;
+  if (spng_encode_image(ctx, t.rgba.data(), t.rgba.size(), SPNG_FMT_PNG, SPNG_ENCODE_FINALIZE) == 0) {
+    std::size_t length = 0;
+    int error = 0;
+    void* png = spng_get_png_buffer(ctx, &length, &error);
+    out.assign(static_cast<const char*>(png), length);
+    std::free(png);
+  }
+  spng_ctx_free(ctx);
+  return out;
+}
+
+std::string jpeg_of(const test_image& t) {
+  tjhandle tj = tjInitCompress();
+  unsigned char* jpeg = nullptr;
+  unsigned long length = 0;
+  std::string out;
+  if (tjCompress2(tj, t.rgba.data(), t.width, 0, t.height, TJPF_RGBA, &jpeg, &length, TJSAMP_444, 95, 0) == 0)
+    out.assign(reinterpret_cast<const char*>(jpeg), length);
+  tjFree(jpeg);
+  tjDestroy(tj);
+  return out;
+}
+
+// Any PNG or JPEG as RGBA; width 0 when it does not decode.
+test_image decode(const std::string& bytes) {
+  test_image t;
+  if (bytes.starts_with("\x89PNG")) {
+    spng_ctx* ctx = spng_ctx_new(0);
+    spng_set_png_buffer(ctx, bytes.data(), bytes.size());
+    spng_ihdr header{};
+    std::size_t size = 0;
+    if (spng_get_ihdr(ctx, &header) == 0 && spng_decoded_image_size(ctx, SPNG_FMT_RGBA8, &size) == 0) {
+      t.rgba.resize(size);
+      if (spng_decode_image(ctx, t.rgba.data(), size, SPNG_FMT_RGBA8, 0) == 0) {
+        t.width = static_cast<int>(header.width);
+        t.height = static_cast<int>(header.height);
+      }
+    }
+    spng_ctx_free(ctx);
+  } else if (bytes.starts_with("\xff\xd8")) {
+    tjhandle tj = tjInitDecompress();
+    auto* data = reinterpret_cast<const unsigned char*>(bytes.data());
+    int width = 0, height = 0, subsampling = 0, colorspace = 0;
+    if (tjDecompressHeader3(tj, data, bytes.size(), &width, &height, &subsampling, &colorspace) == 0) {
+      t.rgba.resize(static_cast<std::size_t>(width * height) * 4);
+      if (tjDecompress2(tj, data, bytes.size(), t.rgba.data(), width, 0, height, TJPF_RGBA, 0) == 0) {
+        t.width = width;
+        t.height = height;
+      }
+    }
+    tjDestroy(tj);
+  }
+  return t;
+}
+
+// A PNG whose header claims width x height (its CRC made right), and no pixels.
+std::string png_claiming(std::uint32_t width, std::uint32_t height) {
+  std::string png = png_of(gradient(1, 1));
+  for (int i = 0; i < 4; ++i) {
+    png[16 + i] = static_cast<char>(width >> (24 - 8 * i));
+    png[20 + i] = static_cast<char>(height >> (24 - 8 * i));
+  }
+  auto crc = static_cast<std::uint32_t>(crc32(0, reinterpret_cast<const Bytef*>(png.data() + 12), 17));
+  for (int i = 0; i < 4; ++i) png[29 + i] = static_cast<char>(crc >> (24 - 8 * i));
+  return png;
+}
+
+TEST(crew_server, process_image_edits_png_and_jpeg_and_refuses_what_it_cannot_take) {
+  run_result r = run_server({"--port", "0", "--workers", "1"}, [](int port, pid_t server) {
+    test_image source = gradient(64, 48);
+    std::string png = png_of(source), jpeg = jpeg_of(source);
+    ASSERT_FALSE(png.empty());
+    ASSERT_FALSE(jpeg.empty());
+
+    // No operation named: the seeds' colour scaling, in the input's format.
+    auto scaled = crew::test::request(port, "POST", "/process-image", png);
+    ASSERT_EQ(scaled.status, 200) << scaled.body;
+    EXPECT_NE(scaled.head.find("Content-Type: image/png"), std::string::npos) << scaled.head;
+    test_image out = decode(scaled.body);
+    ASSERT_EQ(out.width, 64);
+    ASSERT_EQ(out.height, 48);
+    EXPECT_EQ(out.at(10, 10)[0], 48);   // 40 x 1.2
+    EXPECT_EQ(out.at(10, 10)[1], 55);   // 50 x 1.1
+    EXPECT_EQ(out.at(10, 10)[2], 115);  // 128 x 0.9 = 115.2
+    EXPECT_EQ(out.at(60, 47)[0], 255);  // 240 x 1.2, at most 255
+
+    auto grey = decode(crew::test::request(port, "POST", "/process-image?grayscale", png).body);
+    ASSERT_EQ(grey.width, 64);
+    const std::uint8_t* g = grey.at(10, 10);
+    EXPECT_EQ(g[0], 56);  // 0.299 x 40 + 0.587 x 50 + 0.114 x 128 = 55.9
+    EXPECT_EQ(g[0], g[1]);
+    EXPECT_EQ(g[0], g[2]);
+
+    auto small = crew::test::request(port, "POST", "/process-image?resize=32x24&format=jpeg", png);
+    EXPECT_NE(small.head.find("Content-Type: image/jpeg"), std::string::npos) << small.head;
+    test_image half = decode(small.body);
+    EXPECT_EQ(half.width, 32);
+    EXPECT_EQ(half.height, 24);
+    EXPECT_NEAR(half.at(5, 5)[0], 40, 8);  // the mean of x = 10 and 11 (red 40, 44), give or take JPEG's loss
+    EXPECT_NEAR(half.at(5, 5)[2], 128, 8);
+
+    // A JPEG in, a PNG out (Accept), blurred: the edge of a black and white
+    // image gets values between.
+    test_image halves = gradient(40, 8);
+    for (int y = 0; y < 8; ++y)
+      for (int x = 0; x < 40; ++x)
+        for (int c = 0; c < 3; ++c) halves.rgba[static_cast<std::size_t>(y * 40 + x) * 4 + c] = x < 20 ? 0 : 255;
+    auto blurred = decode(crew::test::request(port, "POST", "/process-image?blur=3&format=png", jpeg_of(halves)).body);
+    ASSERT_EQ(blurred.width, 40);
+    EXPECT_LT(blurred.at(0, 4)[0], 10);
+    EXPECT_GT(blurred.at(39, 4)[0], 245);
+    EXPECT_GT(blurred.at(19, 4)[0], 60);
+    EXPECT_LT(blurred.at(19, 4)[0], 200);
+    EXPECT_EQ(decode(crew::test::request(port, "POST", "/process-image?grayscale&format=png", jpeg).body).width, 64);
+
+    // The seeds' JSON pixels still work, by type or by their first character.
+    EXPECT_EQ(crew::test::request(port, "POST", "/process-image", R"({"imageData":[{"r":1,"g":1,"b":1}]})").status, 200);
+
+    // Refusals: a JSON error each, and the worker goes on.
+    auto refused = [&](const std::string& path, const std::string& body) {
+      auto a = crew::test::request(port, "POST", path, body);
+      EXPECT_TRUE(json_of(a)["error"].is_string()) << path << ": " << a.body;
+      return a.status;
+    };
+    EXPECT_EQ(refused("/process-image", "GIF89a not a png"), 415);
+    EXPECT_EQ(refused("/process-image", png.substr(0, png.size() / 2)), 400);  // cut short
+    EXPECT_EQ(refused("/process-image", jpeg.substr(0, jpeg.size() / 2)), 400);
+    EXPECT_EQ(refused("/process-image?resize=0x5", png), 400);
+    EXPECT_EQ(refused("/process-image?resize=big", png), 400);
+    EXPECT_EQ(refused("/process-image?blur=1000", png), 400);
+    EXPECT_EQ(refused("/process-image?format=gif", png), 400);
+    EXPECT_EQ(refused("/process-image?sharpen", png), 400);
+    EXPECT_EQ(refused("/process-image?resize=16384x16384", png), 413);
+    EXPECT_EQ(refused("/process-image", png_claiming(100000, 100000)), 413);
+
+    // An upload over the limit: refused at its Content-Length, before a byte of
+    // the body is read; or, chunked, once the limit is passed.
+    {
+      auto c = crew::test::http_connection::to(port);
+      ASSERT_TRUE(c.send("POST /process-image HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648\r\n\r\n"));
+      EXPECT_EQ(c.answer().status, 413);
+    }
+    {
+      auto c = crew::test::http_connection::to(port);
+      ASSERT_TRUE(c.send("POST /process-image HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"));
+      std::string chunk(1 << 20, 'x');
+      char size_line[32];
+      std::snprintf(size_line, sizeof size_line, "%zx\r\n", chunk.size());
+      for (int i = 0; i < 40 && c.send(size_line + chunk + "\r\n"); ++i) {
+      }
+      EXPECT_EQ(c.answer().status, 413);
+    }
+    EXPECT_EQ(crew::test::request(port, "GET", "/").status, 200);
     kill(server, SIGTERM);
   });
   EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
