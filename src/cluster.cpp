@@ -401,6 +401,8 @@ void disconnect(unique_function<void()> done) {
   side.begin_disconnect(true);
 }
 
+bool disconnecting() noexcept { return side_of_thread && side_of_thread->disconnecting; }
+
 void handle_signals() {
   worker_side& side = worker_side::current();
   for (int signum : {SIGTERM, SIGINT})

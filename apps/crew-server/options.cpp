@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <string_view>
 #include <thread>
 
@@ -27,6 +28,7 @@ constexpr const char* usage =
     "  a timeout of 0 turns it off\n"
     "  --pool-threads           each worker's threads for /heavy and /process-image (default 2)\n"
     "  --pool-queue             requests waiting for those threads at most; past it 503 (default 1024)\n"
+    "environment: PORT and WORKERS, as Node programs read them (the flags win)\n"
     "signals: SIGTERM/SIGINT graceful shutdown, SIGHUP rolling reload\n";
 
 bool milliseconds(std::string_view text, std::chrono::milliseconds& out) {
@@ -42,6 +44,15 @@ std::optional<options> parse(int argc, char** argv, bool& help) {
   options o;
   o.workers = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   help = false;
+  // PORT and WORKERS, as Node programs read them; the flags below win.
+  auto from_environment = [](const char* name, int low, int high, int& field) {
+    const char* value = std::getenv(name);
+    if (!value || parse_number(std::string_view(value), low, high, field)) return true;
+    std::fprintf(stderr, "crew-server: bad %s in the environment: %s\n%s", name, value, usage);
+    return false;
+  };
+  if (!from_environment("PORT", 0, 65535, o.port) || !from_environment("WORKERS", 1, 1024, o.workers))
+    return std::nullopt;
   for (int i = 1; i < argc; ++i) {
     std::string_view flag = argv[i];
     if (flag == "--help" || flag == "-h") {

@@ -2,11 +2,16 @@
 
 #include <unistd.h>
 
+#include <cctype>
+#include <charconv>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <ctime>
 #include <random>
+#include <sstream>
+
+#include <crew/cluster.hpp>
 
 #include "image.hpp"
 #include "number.hpp"
@@ -79,6 +84,40 @@ json scale_pixels(const std::string& body) {
     result.push_back({{"r", std::move(r)}, {"g", std::move(g)}, {"b", std::move(b)}});
   }
   return {{"status", 200}, {"body", {{"success", true}, {"result", std::move(result)}}}};
+}
+
+// `ps aux`'s table as JSON rows: one object per process, keyed by the
+// header's names in lower case ("pid", "%cpu", "command"...). The last column
+// (the command) keeps its spaces; numeric columns are numbers.
+json process_rows(const std::string& table) {
+  std::istringstream lines(table);
+  std::string line;
+  std::vector<std::string> names;
+  if (std::getline(lines, line)) {
+    std::istringstream words(line);
+    for (std::string name; words >> name;) {
+      for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+      names.push_back(name);
+    }
+  }
+  json rows = json::array();
+  while (!names.empty() && std::getline(lines, line)) {
+    json row = json::object();
+    std::istringstream words(line);
+    for (std::size_t i = 0; i + 1 < names.size(); ++i) {
+      std::string word;
+      if (!(words >> word)) break;
+      double number = 0;
+      auto [end, ec] = std::from_chars(word.data(), word.data() + word.size(), number);
+      bool numeric = ec == std::errc{} && end == word.data() + word.size();
+      row[names[i]] = numeric ? js_number(number) : json(word);
+    }
+    std::string rest;
+    std::getline(words >> std::ws, rest);
+    row[names.back()] = rest;
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 bool charset_name(const std::string& name) {
@@ -175,14 +214,23 @@ crew::http::router services::router() {
 
   routes.post("/convert", [this](crew::http::request& req, crew::http::response& res) { convert(req, res); });
 
-  routes.get("/system-info", [](crew::http::request&, crew::http::response& res) {
-    crew::exec("ps aux | head -10", {}, [res = std::move(res)](crew::exec_result r) mutable {
+  routes.get("/system-info", [](crew::http::request& req, crew::http::response& res) {
+    bool text = req.search_params().get("format") == "text";
+    crew::exec("ps aux | head -10", {}, [res = std::move(res), text](crew::exec_result r) mutable {
       if (!r.ok()) {
         std::string why = r.error ? crew::error_name(r.error) : "exit code " + std::to_string(r.status.code);
         return res.status(500).json({{"error", "ps aux failed: " + why}, {"details", r.err}});
       }
-      res.json({{"processes", r.out}, {"timestamp", iso_time()}});
+      if (text) return res.send(std::move(r.out));
+      res.json({{"processes", process_rows(r.out)}, {"timestamp", iso_time()}});
     });
+  });
+
+  routes.get("/healthz", [](crew::http::request&, crew::http::response& res) { res.json({{"status", "ok"}}); });
+  // 503 while the worker drains (a reload, a shutdown): a load balancer in front routes around it.
+  routes.get("/readyz", [](crew::http::request&, crew::http::response& res) {
+    if (crew::cluster::disconnecting()) return res.status(503).json({{"ready", false}, {"reason", "draining"}});
+    res.json({{"ready", true}});
   });
 
   routes.get("/metrics", [this](crew::http::request&, crew::http::response& res) {

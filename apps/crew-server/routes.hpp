@@ -8,7 +8,10 @@
 //                        (both: 503 with Retry-After when the pool's queue is full)
 //   POST /convert        the body through iconv (?from=ISO-8859-1&to=UTF-8 by default); its
 //                        failure is a 500 with iconv's own message
-//   GET  /system-info    `ps aux | head -10`: {processes, timestamp}
+//   GET  /system-info    `ps aux | head -10`: {processes: [{user, pid, "%cpu", ..., command}], timestamp},
+//                        or ps's own text with ?format=text
+//   GET  /healthz        {"status":"ok"} while the worker runs
+//   GET  /readyz         {"ready":true}; 503 {"ready":false,"reason":"draining"} while the worker drains
 //   GET  /metrics        every worker's figures in Prometheus' text format, from the primary,
 //                        and the answering worker's pool: queue, utilisation, wait and run times
 #pragma once

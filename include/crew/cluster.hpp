@@ -283,6 +283,12 @@ void listen(tcp::server& server, int port, unique_function<void(result<int>)> do
 /// closes those servers and runs done. done runs once, on a later turn.
 void disconnect(unique_function<void()> done = {});
 
+/// Whether this thread's disconnect() has begun (a reload or a shutdown from
+/// the primary, SIGTERM, or the program's own call): its servers take no new
+/// connections and finish what they serve. A readiness check answers 503 then,
+/// so that a load balancer in front routes around the worker while it drains.
+bool disconnecting() noexcept;
+
 /// In a worker: SIGTERM and SIGINT call disconnect(), so a worker finishes
 /// what it is serving before it exits.
 void handle_signals();

@@ -70,7 +70,20 @@ TEST(crew_server, serves_every_route_and_exits_0_on_sigterm) {
     EXPECT_EQ(crew::test::request(port, "POST", "/convert?from=$(reboot)", "x").status, 400);
 
     auto info = json_of(crew::test::request(port, "GET", "/system-info"));
-    EXPECT_NE(info["processes"].get<std::string>().find("PID"), std::string::npos);
+    ASSERT_TRUE(info["processes"].is_array()) << info;
+    ASSERT_FALSE(info["processes"].empty());
+    for (const auto& row : info["processes"]) {
+      EXPECT_TRUE(row["pid"].is_number_integer()) << row;
+      EXPECT_TRUE(row["%cpu"].is_number()) << row;
+      EXPECT_TRUE(row["user"].is_string()) << row;
+      EXPECT_FALSE(row["command"].get<std::string>().empty()) << row;
+    }
+    auto info_text = crew::test::request(port, "GET", "/system-info?format=text");
+    EXPECT_NE(info_text.body.find("PID"), std::string::npos);
+    EXPECT_NE(info_text.head.find("text/plain"), std::string::npos);
+
+    EXPECT_EQ(json_of(crew::test::request(port, "GET", "/healthz"))["status"], "ok");
+    EXPECT_EQ(json_of(crew::test::request(port, "GET", "/readyz"))["ready"], true);
 
     auto metrics = crew::test::request(port, "GET", "/metrics");
     EXPECT_EQ(metrics.status, 200);
@@ -501,6 +514,48 @@ TEST(crew_server, a_port_in_use_is_a_clear_error_and_exit_code_1) {
     EXPECT_EQ(r.err, "cluster: cannot listen on 127.0.0.1:" + port + ": EADDRINUSE (address already in use)\n")
         << policy;
   }
+}
+
+// A worker told to stop finishes what it serves; meanwhile /readyz, asked on a
+// connection it still serves, answers 503.
+TEST(crew_server, readyz_is_503_while_a_worker_drains) {
+  run_result r = run_server({"--port", "0", "--workers", "1"}, [](int port, pid_t server) {
+    pid_t worker = json_of(crew::test::request(port, "GET", "/"))["pid"].get<pid_t>();
+    auto c = crew::test::http_connection::to(port);
+    ASSERT_TRUE(c.send("GET /readyz HTTP/1.1\r\nHost: x\r\n"));  // a request begun: the drain waits for it
+    std::this_thread::sleep_for(100ms);  // not timing: the bytes are in before the signal either way
+    kill(worker, SIGTERM);
+    std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(c.send("\r\n"));
+    auto draining = c.answer();
+    EXPECT_EQ(draining.status, 503) << draining.head;
+    EXPECT_EQ(json_of(draining)["reason"], "draining");
+    kill(server, SIGTERM);
+  });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
+// PORT and WORKERS come from the environment, as Node programs take them; flags win.
+TEST(crew_server, port_and_workers_come_from_the_environment_and_flags_win) {
+  run_result from_env = crew::test::run_program(
+      CREW_SERVER, {}, "([0-9]+) workers on http://127\\.0\\.0\\.1:[0-9]+/\n",
+      [](int workers, pid_t server) {
+        EXPECT_EQ(workers, 3);
+        kill(server, SIGTERM);
+      },
+      {{"PORT", "0"}, {"WORKERS", "3"}});
+  EXPECT_EQ(from_env.status, (crew::exit_status{0, 0})) << from_env.err;
+  run_result flags_win = crew::test::run_program(
+      CREW_SERVER, {"--workers", "1"}, "([0-9]+) workers on http://",
+      [](int workers, pid_t server) {
+        EXPECT_EQ(workers, 1);
+        kill(server, SIGTERM);
+      },
+      {{"PORT", "0"}, {"WORKERS", "3"}});
+  EXPECT_EQ(flags_win.status, (crew::exit_status{0, 0})) << flags_win.err;
+  run_result bad = crew::test::run_program(CREW_SERVER, {}, "$^", [](int, pid_t) {}, {{"PORT", "http"}});
+  EXPECT_EQ(bad.status.code, 2);
+  EXPECT_NE(bad.err.find("bad PORT in the environment: http"), std::string::npos) << bad.err;
 }
 
 TEST(crew_server, a_bad_command_line_is_exit_code_2) {

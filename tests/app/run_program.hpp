@@ -17,15 +17,16 @@ struct run_result {
   std::string out, err;
 };
 
-/// Runs `program` with `args`. Once its stdout matches `ready` (whose first
-/// group is a port), `with_program(port, pid)` runs on a thread of its own;
-/// the program must then end by itself (or be told to). Gives how it ended.
+/// Runs `program` with `args` (and `env` added to the environment). Once its
+/// stdout matches `ready` (whose first group is a port), `with_program(port,
+/// pid)` runs on a thread of its own; the program must then end by itself (or
+/// be told to). Gives how it ended.
 template <class Fn>
 run_result run_program(const std::string& program, std::vector<std::string> args, const std::string& ready,
-                       Fn with_program) {
+                       Fn with_program, crew::environment env = {}) {
   crew::loop loop;
   run_result r;
-  crew::child_process child = crew::spawn(program, std::move(args), {}, loop);
+  crew::child_process child = crew::spawn(program, std::move(args), {.extra_env = std::move(env)}, loop);
   std::thread user;
   std::regex pattern(ready);
   child.out().on_data([&](std::string_view data) {
