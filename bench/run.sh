@@ -10,8 +10,8 @@ cd "$(dirname "$0")/.."
 bin=${1:-build/bin}
 runs=${RUNS:-3}
 
-# The Node peers that are npm packages (piscina), from bench/node/package-lock.json.
-if [[ ! -d bench/node/node_modules/piscina ]]; then
+# The Node peers that are npm packages (piscina, pngjs), from bench/node/package-lock.json.
+if [[ ! -d bench/node/node_modules/piscina || ! -d bench/node/node_modules/pngjs ]]; then
   echo "bench: installing the Node peers (npm ci in bench/node)" >&2
   npm ci --prefix bench/node --no-audit --no-fund --loglevel=error >&2
 fi
@@ -21,6 +21,7 @@ fi
 http="--workers 2 --connections 64 --seconds 5"
 nginx="bench/nginx/http.sh $http"
 pool="--tasks 1000000 --workers 2"
+image="--workers 2 --connections 16 --seconds 5 --size 512"
 workloads=(
   "post|post --count 1000000|bench/node/post.js --count 1000000"
   "queue_work|queue_work --count 200000 --in-flight 64|bench/node/queue_work.js --count 200000 --in-flight 64"
@@ -36,6 +37,7 @@ workloads=(
   "http, reuseport|cluster-http --policy reuseport $http|-|$nginx --reuseport yes"
   "http, rolling reload under load, round_robin|cluster-http --policy round_robin --reload yes $http|-|"
   "http, no keep-alive, round_robin|cluster-http --policy round_robin --keep-alive no $http|bench/node/cluster-http.js --policy rr --keep-alive no $http|$nginx --keep-alive no"
+  "crew-server /process-image (Node: pngjs on piscina)|process-image $image|bench/node/process-image.js $image|"
 )
 
 # The lines of several runs, `name value unit`; prints `name median unit` per figure.
@@ -149,6 +151,10 @@ machine="$(nproc) cores ($cpu), $(awk '/MemTotal/ { printf "%.0f GiB", $2 / 1048
   echo "  *no keep-alive*: a new connection per request, so round_robin measures the primary's hand-off rate."
   echo "  *rolling reload under load*: crew's primary reloads both workers halfway through wrk's run (\`failed\`"
   echo "  is what the reload cost)."
+  echo "- **crew-server /process-image**: \`POST /process-image?grayscale\` of a 512 x 512 PNG (FFmpeg's testsrc2),"
+  echo "  under wrk (2 threads, 16 connections, 5 s, bench/wrk/post-file.lua). crew: crew-server with 2 workers,"
+  echo "  each decoding and encoding with libspng on its pool of 2 threads. Node: the same service on node:http,"
+  echo "  2 cluster workers, each with a piscina pool of 2 threads running pngjs (bench/node/process-image.js)."
 } > BENCHMARKS.md
 
 table

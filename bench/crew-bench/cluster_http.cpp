@@ -16,9 +16,6 @@
 #include <crew/cluster.hpp>
 #include <crew/crew.hpp>
 
-#include <regex>
-#include <sstream>
-
 #include "workload.hpp"
 
 namespace crew::bench {
@@ -82,10 +79,7 @@ int cluster_http(const options& opts) {
       });
     wrk.out().on_data([&](std::string_view data) { wrk_out += data; });
     wrk.on_close([&](exit_status status) {
-      static const std::regex figure("^[a-z_0-9]+ [0-9.]+ [a-z_]+$");
-      std::istringstream lines(wrk_out);
-      for (std::string line; std::getline(lines, line);)
-        if (std::regex_match(line, figure)) std::printf("%s\n", line.c_str());
+      print_figures(wrk_out);
       if (status.code != 0) std::fprintf(stderr, "crew-bench: wrk failed (code %d)\n", status.code);
       killed = clock::now();
       primary.workers().begin()->second->kill(SIGKILL);  // a live worker: nothing to report

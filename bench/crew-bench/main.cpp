@@ -1,5 +1,7 @@
 // crew-bench WORKLOAD [--option value ...]
 #include <cstdlib>
+#include <regex>
+#include <sstream>
 #include <string>
 
 #include "workload.hpp"
@@ -34,6 +36,13 @@ std::string options::text(const std::string& name, const std::string& fallback) 
   return it == values_.end() ? fallback : it->second;
 }
 
+void print_figures(const std::string& output) {
+  static const std::regex figure("^[a-z_0-9]+ [0-9.]+ [a-z_]+$");
+  std::istringstream lines(output);
+  for (std::string line; std::getline(lines, line);)
+    if (std::regex_match(line, figure)) std::printf("%s\n", line.c_str());
+}
+
 }  // namespace crew::bench
 
 namespace {
@@ -65,6 +74,10 @@ constexpr workload workloads[] = {
      "                          pool_tasks_per_s, pool_serial_latency_us, process_pool_tasks_per_s,\n"
      "                          process_pool_serial_latency_us"},
     {"pool-worker", crew::bench::pool_worker, "pool-worker             (a worker of pool's process pool)"},
+    {"process-image", crew::bench::process_image,
+     "process-image [--workers W] [--connections C] [--seconds S] [--size N]  crew-server's\n"
+     "                          POST /process-image?grayscale of an N x N PNG under wrk: req_per_s, latency_p50,\n"
+     "                          latency_p99, failed"},
 };
 
 int usage() {

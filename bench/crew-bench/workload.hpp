@@ -32,6 +32,10 @@ inline void report(std::string_view name, double value, std::string_view unit) {
               static_cast<int>(unit.size()), unit.data());
 }
 
+/// The `name value unit` lines of a program's output (wrk's, through
+/// bench/wrk/figures.lua), printed as they are; the rest is dropped.
+void print_figures(const std::string& output);
+
 using clock = std::chrono::steady_clock;
 
 inline double seconds_since(clock::time_point start) {
@@ -48,5 +52,6 @@ int worker_threads(const options& opts);  // workers: startup, round trip, one-w
 int cluster_http(const options& opts);    // an HTTP cluster under wrk: requests per second, latency, replacement
 int pool(const options& opts);            // tiny tasks on crew::pool (or the hand-written pool): rate and latency
 int pool_worker(const options& opts);     // the process pool's worker of `pool`
+int process_image(const options& opts);   // crew-server's /process-image under wrk
 
 }  // namespace crew::bench
