@@ -1,4 +1,4 @@
-// Routing by method and exact path.
+// Routing by method and path: exact, or a prefix ending in a star.
 #include "crew/http.hpp"
 
 namespace crew::http {
@@ -9,12 +9,30 @@ router& router::route(std::string method, std::string path, handler h, route_opt
   return *this;
 }
 
+namespace {
+
+// How well `route` matches `path`: 0 not at all; a star route by the length
+// of its prefix; an exact route above any star.
+std::size_t match(std::string_view route, std::string_view path) noexcept {
+  if (route == path) return std::string_view::npos;
+  if (!route.ends_with('*')) return 0;
+  route.remove_suffix(1);
+  return path.starts_with(route) ? route.size() + 1 : 0;
+}
+
+}  // namespace
+
 std::size_t router::find(const request& req) const noexcept {
+  std::size_t best = routes_.size(), best_match = 0;
   for (std::size_t i = 0; i < routes_.size(); ++i) {
     const entry& e = routes_[i];
-    if (e.path == req.path && (e.method == req.method || (req.method == "HEAD" && e.method == "GET"))) return i;
+    if (e.method != req.method && !(req.method == "HEAD" && e.method == "GET")) continue;
+    if (std::size_t m = match(e.path, req.path); m > best_match) {
+      best = i;
+      best_match = m;
+    }
   }
-  return routes_.size();
+  return best;
 }
 
 bool router::streams(const request& req) const noexcept {
@@ -27,7 +45,8 @@ void router::operator()(request& req, response& res) {
   if (std::size_t i = find(req); i < routes_.size()) return routes_[i].h(req, res);
   std::string allow;
   for (const entry& e : routes_)
-    if (e.path == req.path) allow += allow.empty() ? e.method : ", " + e.method;
+    if (match(e.path, req.path) && allow.find(e.method) == std::string::npos)
+      allow += allow.empty() ? e.method : ", " + e.method;
   if (allow.empty()) return res.status(404).send("Not Found\n");
   res.status(405).set_header("Allow", allow).send("Method Not Allowed\n");
 }

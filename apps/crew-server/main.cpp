@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
 
 #include <crew/cluster.hpp>
 #include <crew/crew.hpp>
@@ -54,11 +55,14 @@ int run_primary(const crew_server::options& o) {
   for (int i = 0; i < o.workers; ++i) primary.fork();
   primary.handle_signals();
   crew::loop::current().run();
+  // The workers' jobs directory (video.hpp), whatever a killed worker left there.
+  std::error_code ignored;
+  std::filesystem::remove_all(crew_server::jobs_directory_of(getpid()), ignored);
   return exit_code;
 }
 
 int run_worker(const crew_server::options& o) {
-  crew_server::services services(crew::parent_channel(), o.pool_threads, o.pool_queue);
+  crew_server::services services(crew::parent_channel(), o.pool_threads, o.pool_queue, o.videos);
   crew::http::server server(services.router(), o.http);
   crew::cluster::listen(
       server, o.port,

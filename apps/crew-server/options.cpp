@@ -15,6 +15,7 @@ constexpr const char* usage =
     "usage: crew-server [--port N] [--host ADDRESS] [--workers N] [--policy round_robin|shared|reuseport]\n"
     "                   [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N]\n"
     "                   [--pool-threads N] [--pool-queue N]\n"
+    "                   [--conversions N] [--conversion-queue N] [--conversion-timeout-ms N]\n"
     "  --port                   the port to serve on (default 3000)\n"
     "  --host                   the IPv4 or IPv6 address to listen on (default 127.0.0.1;\n"
     "                           0.0.0.0 or :: for every interface)\n"
@@ -28,6 +29,9 @@ constexpr const char* usage =
     "  a timeout of 0 turns it off\n"
     "  --pool-threads           each worker's threads for /heavy and /process-image (default 2)\n"
     "  --pool-queue             requests waiting for those threads at most; past it 503 (default 1024)\n"
+    "  --conversions            each worker's FFmpeg conversions at once (default 2)\n"
+    "  --conversion-queue       conversions waiting in each worker at most; past it 503 (default 8)\n"
+    "  --conversion-timeout-ms  a conversion longer than this is killed (default 300000)\n"
     "environment: PORT and WORKERS, as Node programs read them (the flags win)\n"
     "signals: SIGTERM/SIGINT graceful shutdown, SIGHUP rolling reload\n";
 
@@ -74,6 +78,12 @@ std::optional<options> parse(int argc, char** argv, bool& help) {
       ok = parse_number<std::size_t>(value, 1, 256, o.pool_threads);
     else if (flag == "--pool-queue")
       ok = parse_number<std::size_t>(value, 1, 1 << 20, o.pool_queue);
+    else if (flag == "--conversions")
+      ok = parse_number<std::size_t>(value, 1, 64, o.videos.running);
+    else if (flag == "--conversion-queue")
+      ok = parse_number<std::size_t>(value, 0, 1024, o.videos.queue);
+    else if (flag == "--conversion-timeout-ms")
+      ok = milliseconds(value, o.videos.timeout) && o.videos.timeout.count() > 0;
     else if (flag == "--host")
       o.host = value;
     else if (flag == "--headers-timeout-ms")

@@ -7,6 +7,8 @@
 #include <crew/cluster.hpp>
 #include <crew/http.hpp>
 
+#include "video.hpp"
+
 namespace crew_server {
 
 struct options {
@@ -17,6 +19,7 @@ struct options {
   crew::http::server_options http;  // the timeouts of --*-timeout-ms; http's defaults otherwise
   std::size_t pool_threads = 2;     // each worker's thread pool for /heavy and /process-image
   std::size_t pool_queue = 1024;    // tasks waiting there at most; past it 503
+  conversion_options videos;        // /convert-video's limits, per worker
 };
 
 /// Reads argv; on a bad or unknown flag prints why and the usage to stderr and

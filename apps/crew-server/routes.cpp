@@ -138,11 +138,13 @@ json edit_image(json& in) {
 
 }  // namespace
 
-services::services(crew::ipc_channel* primary, std::size_t pool_threads, std::size_t pool_queue)
+services::services(crew::ipc_channel* primary, std::size_t pool_threads, std::size_t pool_queue,
+                   conversion_options videos)
     : pool_({{"heavy", [](crew::message) { return heavy(); }},
              {"scale-pixels", [](crew::message body) { return scale_pixels(body.value().get_ref<const std::string&>()); }},
              {"process-image", [](crew::message in) { return edit_image(in.value()); }}},
             {.min_threads = 1, .max_threads = pool_threads, .max_queue = pool_queue}),
+      videos_(jobs_directory(), videos),
       primary_(primary) {}
 
 // Runs the task on the worker's pool and answers with what it gives:
@@ -225,6 +227,12 @@ crew::http::router services::router() {
       res.json({{"processes", process_rows(r.out)}, {"timestamp", iso_time()}});
     });
   });
+
+  routes.post(
+      "/convert-video", [this](crew::http::request& req, crew::http::response& res) { videos_.upload(req, res); },
+      {.stream_body = true});
+  routes.get("/jobs/*", [this](crew::http::request& req, crew::http::response& res) { videos_.job(req, res); });
+  routes.del("/jobs/*", [this](crew::http::request& req, crew::http::response& res) { videos_.job(req, res); });
 
   routes.get("/healthz", [](crew::http::request&, crew::http::response& res) { res.json({{"status", "ok"}}); });
   // 503 while the worker drains (a reload, a shutdown): a load balancer in front routes around it.

@@ -12,6 +12,8 @@
 //                        or ps's own text with ?format=text
 //   GET  /healthz        {"status":"ok"} while the worker runs
 //   GET  /readyz         {"ready":true}; 503 {"ready":false,"reason":"draining"} while the worker drains
+//   POST /convert-video  FFmpeg through spawn, as a job: 202 {id, job}; GET /jobs/ID, GET /jobs/ID/output,
+//                        DELETE /jobs/ID (video.hpp)
 //   GET  /metrics        every worker's figures in Prometheus' text format, from the primary,
 //                        and the answering worker's pool: queue, utilisation, wait and run times
 #pragma once
@@ -23,6 +25,7 @@
 #include <crew/pool.hpp>
 
 #include "metrics.hpp"
+#include "video.hpp"
 
 namespace crew_server {
 
@@ -31,7 +34,7 @@ namespace crew_server {
 /// uses its router.
 class services {
  public:
-  services(crew::ipc_channel* primary, std::size_t pool_threads, std::size_t pool_queue);
+  services(crew::ipc_channel* primary, std::size_t pool_threads, std::size_t pool_queue, conversion_options videos);
   services(const services&) = delete;
   services& operator=(const services&) = delete;
 
@@ -42,7 +45,8 @@ class services {
   void image(crew::http::request& req, crew::http::response& res);
   void on_pool(const char* task, crew::message in, crew::http::response& res);
   crew::pool pool_;
-  std::list<crew::child_process> conversions_;
+  std::list<crew::child_process> conversions_;  // iconv's
+  conversions videos_;
   crew::ipc_channel* primary_;  // null outside a cluster
 };
 

@@ -196,8 +196,11 @@ struct route_options {
   bool stream_body = false;
 };
 
-/// Routing by method and exact path; 404 for an unknown path, 405 (with
-/// Allow) for a known path and another method.
+/// Routing by method and path; 404 for an unknown path, 405 (with Allow) for
+/// a known path and another method. A path matches exactly, or, when it ends
+/// in `*`, every path that begins with what comes before the star, as
+/// Express's "/jobs/*" does ("/jobs/42/output"; the handler reads req.path).
+/// An exact route wins over a star; among stars, the longest prefix.
 class router {
  public:
   router& route(std::string method, std::string path, handler h, route_options options = {});

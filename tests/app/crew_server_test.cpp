@@ -13,6 +13,8 @@
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
+#include <functional>
 #include <fstream>
 #include <regex>
 #include <set>
@@ -284,6 +286,176 @@ TEST(crew_server, process_image_edits_png_and_jpeg_and_refuses_what_it_cannot_ta
     EXPECT_EQ(crew::test::request(port, "GET", "/").status, 200);
     kill(server, SIGTERM);
   });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
+// A clip made by FFmpeg's testsrc at test time, as H.264 in MP4.
+std::string make_clip(int seconds, const std::string& size) {
+  std::string path = testing::TempDir() + "clip-" + std::to_string(seconds) + "-" + size + ".mp4";
+  (void)crew::exec_file_sync("ffmpeg", {"-v", "error", "-y", "-f", "lavfi", "-i",
+                                        "testsrc=duration=" + std::to_string(seconds) + ":size=" + size + ":rate=25",
+                                        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", path});
+  std::ifstream file(path, std::ios::binary);
+  std::stringstream bytes;
+  bytes << file.rdbuf();
+  return bytes.str();
+}
+
+// The job's state once `done` says so (polled: the job runs in the server).
+message::value_type job_when(int port, const std::string& id,
+                             const std::function<bool(const message::value_type&)>& done) {
+  message::value_type state;
+  for (int i = 0; i < 1200; ++i) {
+    state = json_of(crew::test::request(port, "GET", "/jobs/" + id));
+    if (done(state)) break;
+    std::this_thread::sleep_for(50ms);
+  }
+  return state;
+}
+
+bool ended(const message::value_type& s) {
+  std::string state = s.value("state", "");
+  return state == "done" || state == "failed" || state == "cancelled";
+}
+
+// FFmpeg processes whose command line names `text` (a job's id).
+int ffmpeg_running_with(const std::string& text) {
+  int found = 0;
+  DIR* proc = opendir("/proc");
+  while (dirent* entry = readdir(proc)) {
+    std::ifstream cmdline(std::string("/proc/") + entry->d_name + "/cmdline");
+    std::string line((std::istreambuf_iterator<char>(cmdline)), std::istreambuf_iterator<char>());
+    if (line.starts_with("ffmpeg") && line.find(text) != std::string::npos) ++found;
+  }
+  closedir(proc);
+  return found;
+}
+
+TEST(crew_server, convert_video_runs_ffmpeg_as_a_job_whose_output_ffprobe_checks) {
+  std::string clip = make_clip(2, "320x240");
+  ASSERT_FALSE(clip.empty());
+  run_result r = run_server({"--port", "0", "--workers", "2"}, [&](int port, pid_t server) {
+    auto posted = crew::test::request(port, "POST", "/convert-video?format=webm&size=160x120", clip);
+    ASSERT_EQ(posted.status, 202) << posted.body;
+    std::string id = json_of(posted)["id"];
+    EXPECT_EQ(json_of(posted)["job"], "/jobs/" + id);
+    auto state = job_when(port, id, ended);  // asked of either worker: the jobs' directory is shared
+    ASSERT_EQ(state["state"], "done") << state;
+    EXPECT_EQ(state["percent"], 100);
+
+    auto output = crew::test::request(port, "GET", "/jobs/" + id + "/output");
+    ASSERT_EQ(output.status, 200);
+    EXPECT_NE(output.head.find("Content-Type: video/webm"), std::string::npos) << output.head;
+    std::string path = testing::TempDir() + "converted.webm";
+    std::ofstream(path, std::ios::binary) << output.body;
+    std::string probe = crew::exec_file_sync(
+        "ffprobe", {"-v", "error", "-show_entries", "stream=codec_name,width,height", "-of", "csv=p=0", path});
+    EXPECT_EQ(probe, "vp8,160,120\n");
+    double seconds = std::stod(crew::exec_file_sync(
+        "ffprobe", {"-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", path}));
+    EXPECT_NEAR(seconds, 2.0, 0.1);
+
+    auto gif = crew::test::request(port, "POST", "/convert-video?format=gif", clip);
+    ASSERT_EQ(gif.status, 202) << gif.body;
+    std::string gif_id = json_of(gif)["id"];
+    EXPECT_EQ(job_when(port, gif_id, ended)["state"], "done");
+    EXPECT_TRUE(crew::test::request(port, "GET", "/jobs/" + gif_id + "/output").body.starts_with("GIF89a"));
+
+    EXPECT_EQ(json_of(crew::test::request(port, "DELETE", "/jobs/" + id))["deleted"], true);
+    EXPECT_EQ(crew::test::request(port, "GET", "/jobs/" + id).status, 404);
+
+    // Refusals, each a JSON error; the worker goes on.
+    auto refused = [&](const std::string& path_and_query, const std::string& body) {
+      auto a = crew::test::request(port, "POST", path_and_query, body);
+      EXPECT_TRUE(json_of(a)["error"].is_string()) << path_and_query << ": " << a.body;
+      return a.status;
+    };
+    EXPECT_EQ(refused("/convert-video?format=avi", clip), 400);
+    EXPECT_EQ(refused("/convert-video?format=mp4;rm", clip), 400);
+    EXPECT_EQ(refused("/convert-video?size=15x9", clip), 400);
+    EXPECT_EQ(refused("/convert-video?size=99999x2", clip), 400);
+    EXPECT_EQ(refused("/convert-video", "not a video at all"), 415);
+    EXPECT_EQ(refused("/convert-video", clip.substr(0, clip.size() / 3)), 415);  // cut short: no moov
+    EXPECT_EQ(crew::test::request(port, "GET", "/jobs/0123456789abcdef").status, 404);
+    EXPECT_EQ(crew::test::request(port, "GET", "/jobs/../../etc/passwd").status, 404);
+    {
+      auto c = crew::test::http_connection::to(port);
+      ASSERT_TRUE(c.send("POST /convert-video HTTP/1.1\r\nHost: x\r\nContent-Length: 2147483648000\r\n\r\n"));
+      EXPECT_EQ(c.answer().status, 413);
+    }
+    EXPECT_EQ(crew::test::request(port, "GET", "/").status, 200);
+    kill(server, SIGTERM);
+  });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
+// A cancelled job, one past its timeout, a client gone mid-upload and a
+// shutdown each end FFmpeg's process tree and remove the job's files; a full
+// queue is a 503 with Retry-After.
+TEST(crew_server, convert_video_kills_ffmpeg_and_removes_files_on_cancel_timeout_and_shutdown) {
+  std::string clip = make_clip(60, "640x480");
+  ASSERT_FALSE(clip.empty());
+  run_result r = run_server({"--port", "0", "--workers", "1", "--conversions", "1", "--conversion-queue", "1",
+                             "--conversion-timeout-ms", "3000"},
+                            [&](int port, pid_t server) {
+    std::filesystem::path jobs = std::filesystem::temp_directory_path() / ("crew-server-" + std::to_string(server) + "-jobs");
+    std::string a = json_of(crew::test::request(port, "POST", "/convert-video?format=webm", clip))["id"];
+    std::string b = json_of(crew::test::request(port, "POST", "/convert-video?format=webm", clip))["id"];
+    ASSERT_FALSE(a.empty());
+    ASSERT_FALSE(b.empty());
+    auto full = crew::test::request(port, "POST", "/convert-video?format=webm", clip);
+    EXPECT_EQ(full.status, 503);
+    EXPECT_NE(full.head.find("Retry-After: "), std::string::npos) << full.head;
+
+    auto running = job_when(port, a, [](const auto& s) { return s.value("state", "") != "queued"; });
+    ASSERT_EQ(running["state"], "running") << running;
+    EXPECT_EQ(crew::test::request(port, "GET", "/jobs/" + a + "/output").status, 409);
+    EXPECT_EQ(json_of(crew::test::request(port, "GET", "/jobs/" + b))["state"], "queued");
+    EXPECT_EQ(ffmpeg_running_with(a), 1);
+    auto cancelled = crew::test::request(port, "DELETE", "/jobs/" + a);
+    EXPECT_EQ(json_of(cancelled)["state"], "cancelled") << cancelled.body;
+    EXPECT_EQ(ffmpeg_running_with(a), 0);
+    EXPECT_FALSE(std::filesystem::exists(jobs / a));
+
+    // b runs next, and goes past its 3 s.
+    auto timed_out = job_when(port, b, ended);
+    EXPECT_EQ(timed_out["state"], "failed");
+    EXPECT_NE(timed_out["error"].get<std::string>().find("ETIMEDOUT"), std::string::npos) << timed_out;
+    EXPECT_EQ(ffmpeg_running_with(b), 0);
+    EXPECT_FALSE(std::filesystem::exists(jobs / b / "input"));
+    EXPECT_FALSE(std::filesystem::exists(jobs / b / "output.webm"));
+
+    // A client gone mid-upload leaves nothing behind.
+    {
+      auto c = crew::test::http_connection::to(port);
+      ASSERT_TRUE(c.send("POST /convert-video HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n" + clip.substr(0, 4096)));
+    }
+    std::this_thread::sleep_for(200ms);  // not timing: what follows holds however long it waits
+    std::size_t left = 0;
+    for (const auto& entry : std::filesystem::directory_iterator(jobs)) left += entry.path().filename() != b;
+    EXPECT_EQ(left, 0u);
+
+    // A conversion running at shutdown is killed, and the jobs' directory goes.
+    std::string d = json_of(crew::test::request(port, "POST", "/convert-video?format=webm", clip))["id"];
+    ASSERT_EQ(job_when(port, d, [](const auto& s) { return s.value("state", "") != "queued"; })["state"], "running");
+    kill(server, SIGTERM);
+    for (int i = 0; i < 100 && std::filesystem::exists(jobs); ++i) std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(ffmpeg_running_with(d), 0);
+    EXPECT_FALSE(std::filesystem::exists(jobs));
+  });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+}
+
+TEST(crew_server, convert_video_without_ffmpeg_on_path_is_503_and_says_so) {
+  run_result r = crew::test::run_program(
+      CREW_SERVER, {"--port", "0", "--workers", "1"}, "on http://127\\.0\\.0\\.1:([0-9]+)/\n",
+      [](int port, pid_t server) {
+        auto a = crew::test::request(port, "POST", "/convert-video", "anything");
+        EXPECT_EQ(a.status, 503);
+        EXPECT_NE(json_of(a)["error"].get<std::string>().find("ffmpeg"), std::string::npos) << a.body;
+        kill(server, SIGTERM);
+      },
+      {{"PATH", "/nonexistent"}});
   EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
 }
 

@@ -141,6 +141,35 @@ TEST(http, a_slow_answer_holds_back_the_later_ones) {
   EXPECT_LT(slow, fast);
 }
 
+TEST(http, a_star_route_takes_every_path_under_its_prefix_and_an_exact_route_wins) {
+  crew::loop loop;
+  router routes;
+  routes.get("/jobs/*", [](request& req, response& res) { res.send("star " + req.path + "\n"); });
+  routes.get("/jobs/new", [](request&, response& res) { res.send("exact\n"); });
+  routes.get("/jobs/old/*", [](request& req, response& res) { res.send("longer " + req.path + "\n"); });
+  routes.del("/jobs/*", [](request& req, response& res) { res.send("deleted " + req.path + "\n"); });
+  server s(std::move(routes));
+  int port = s.listen(0).value();
+  std::string out;
+  with_client(loop, [&] {
+    out = exchange_once(port,
+                        "GET /jobs/42 HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /jobs/42/output HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /jobs/new HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /jobs/old/7 HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "DELETE /jobs/42 HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "PUT /jobs/42 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                        "GET /jobsx HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  });
+  std::size_t at = 0;
+  for (const char* expected : {"star /jobs/42\n", "star /jobs/42/output\n", "exact\n", "longer /jobs/old/7\n",
+                               "deleted /jobs/42\n", "405 Method Not Allowed", "Allow: GET, DELETE\r\n",
+                               "404 Not Found"}) {
+    at = out.find(expected, at);
+    ASSERT_NE(at, npos) << expected << " in\n" << out;
+  }
+}
+
 TEST(http, reads_content_length_and_chunked_bodies) {
   crew::loop loop;
   server s(echo_routes());
