@@ -65,6 +65,9 @@ struct delivery {
   inbox* home = nullptr;    // the inbox of the job's loop, which outlives this part
   job* previous = nullptr;  // the inbox's list of jobs it awaits
   job* next = nullptr;
+  // The job itself, alive while its loop awaits it: a thread may let go of
+  // it at any time (a result that finds the inbox closed).
+  std::shared_ptr<job> self;
 };
 
 struct job {
@@ -143,18 +146,21 @@ struct inbox final : handle_state {
   }
 
   // Takes a job off the list; its loop-side part goes. Gives the callback.
+  // The job may go too: a caller that uses it afterwards holds it.
   pool::done_callback forget(job& j) {
     delivery& d = *j.local;
     if (d.previous) d.previous->local->next = d.next;
     else awaited = d.next;
     if (d.next) d.next->local->previous = d.previous;
     pool::done_callback done = std::move(d.done);
+    std::shared_ptr<job> last = std::move(d.self);  // outlives the part that held it
     j.local.reset();
     settled();
     return done;
   }
 
-  // Completes the job's run once: the first delivery wins.
+  // Completes the job's run once: the first delivery wins. The caller holds
+  // the job (`outcome` may be the job's own).
   void complete(job& j, result<message>&& outcome) {
     if (!j.local) return;
     pool::done_callback done = forget(j);
@@ -317,6 +323,7 @@ void pool_state::submit(message&& in, run_options o, std::stop_token stop, pool:
   j->priority = o.priority;
   j->local.emplace();
   j->local->done = std::move(done);
+  j->local->self = j;
   if (made) *made = j;
   inbox* here = nullptr;
   std::error_code refused;
@@ -448,8 +455,11 @@ void pool_state::execute(job& j, int thread) {
   auto began = clock::now();
   wait_time.record(nanoseconds(began - j.queued_at));
   task_context context{j.stop.get_token(), options.worker_data, thread};
+  // The input ends here, on this thread, whatever the task left of it: not on
+  // the loop, which would pay for freeing a large value after the callback.
+  message in = std::move(j.in);
   try {
-    j.outcome.emplace((*j.fn)(std::move(j.in), context));
+    j.outcome.emplace((*j.fn)(std::move(in), context));
   } catch (...) {
     j.outcome.emplace(std::current_exception());
   }

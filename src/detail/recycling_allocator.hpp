@@ -37,7 +37,10 @@ class block_list {
   }
 
   static void give(void* p) noexcept {
-    block_list* list = here();
+    // Only a list this thread has made: none is made to take a block back (a
+    // thread that frees during its exit, or static destruction, would make
+    // one that nothing destroys).
+    block_list* list = made_;
     if (!list || list->count_ == blocks_kept) return ::operator delete(p);
     list->first_ = ::new (p) node{list->first_};
     ++list->count_;
@@ -53,16 +56,22 @@ class block_list {
     while (first_) ::operator delete(pop());
   }
 
-  // This thread's list; null once the thread's end destroyed it (a block
-  // freed after that goes straight back).
+  // This thread's list, made on first use; null once the thread's end
+  // destroyed it (a block freed after that goes straight back).
   static block_list* here() noexcept {
     thread_local bool gone = false;  // trivially destructible: readable until the thread ends
     thread_local struct owner {
+      owner() { made_ = &list; }
+      ~owner() {
+        made_ = nullptr;
+        gone = true;
+      }
       block_list list;
-      ~owner() { gone = true; }
     } mine;
     return gone ? nullptr : &mine.list;
   }
+
+  static inline thread_local block_list* made_ = nullptr;  // trivially destructible too
 
   void* pop() noexcept {
     node* n = first_;

@@ -496,4 +496,24 @@ TEST(pool, a_loop_destroyed_with_runs_pending_drops_them_and_the_pool_goes_on) {
   EXPECT_EQ(echoed, 5);
 }
 
+// The same with the runs finished, their results waiting for a loop that is
+// destroyed before it takes them (ASan saw their jobs freed while the inbox
+// still walked its list).
+TEST(pool, a_loop_destroyed_with_results_waiting_drops_them) {
+  crew::pool pool([](message m) { return m; }, {.max_threads = 2});
+  int called = 0;
+  {
+    crew::loop doomed;
+    for (int i = 0; i < 4; ++i) pool.run(i, {}, [&](result<message>) { ++called; });
+    // Every result is in the loop's mailbox once no task runs and all four are done.
+    while (pool.stats().completed < 4 || pool.stats().running > 0) std::this_thread::yield();
+  }
+  EXPECT_EQ(called, 0);
+  crew::loop loop;
+  int echoed = 0;
+  pool.run(5, {}, [&](result<message> r) { echoed = r.value().get<int>(); });
+  crew::test::run_within(loop);
+  EXPECT_EQ(echoed, 5);
+}
+
 }  // namespace
