@@ -55,6 +55,7 @@ std::string_view digits(char (&text)[24], Number n, int base = 10) noexcept {
 // A streamed answer's bytes: framed as one chunk, or as they are for HTTP/1.0.
 void append_body(exchange& e, std::string_view bytes) {
   if (bytes.empty() || !e.body_allowed()) return;
+  e.body_bytes += bytes.size();
   if (!e.chunked) {
     e.held.append(bytes);
     return;
@@ -174,6 +175,7 @@ void connection::flush() {
     e.drain_event = {};  // the answer is out: neither runs again
     e.close_event = {};
     ++server.served;
+    server.record(queue.front(), true);
     queue.pop_front();
   }
   if (size.n > 0) {
@@ -265,6 +267,7 @@ void response::send(std::string body, std::string content_type) {
   detail::exchange* e = exchange_.get();
   if (!e || e->started || e->finished) return;
   e->body = std::move(body);
+  e->body_bytes = e->body_allowed() ? e->body.size() : 0;
   e->content_type = std::move(content_type);
   e->finished = true;
   if (e->conn) e->conn->flush();

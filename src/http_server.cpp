@@ -121,6 +121,28 @@ void server_state::bury(connection& c) {
 
 bool server_state::streams(const request& req) const { return routes && routes->streams(req); }
 
+void server_state::record(const std::shared_ptr<exchange>& e, bool answered) {
+  if (!options.on_answer || e->recorded) return;
+  e->recorded = true;
+  e->answered = answered;
+  e->ended = uv_hrtime();
+  if (recorded.empty())
+    defer([this] {
+      if (!closing) report_answers();
+    });
+  recorded.push_back(e);
+}
+
+void server_state::report_answers() {
+  std::vector<std::shared_ptr<exchange>> batch = std::exchange(recorded, {});
+  for (const std::shared_ptr<exchange>& e : batch) {
+    if (closing) return;
+    answer_record r{e->req, e->status, e->body_bytes,
+                    std::chrono::microseconds((e->ended - e->began) / 1000), e->answered};
+    loop.invoke(options.on_answer, r);
+  }
+}
+
 void server_state::dispatch(const std::shared_ptr<exchange>& e) {
   response res(e);  // shares the exchange: the handler may answer later
   if (routes)
@@ -257,6 +279,7 @@ void connection::retire() {
   std::vector<notice> notices;
   auto cut = [&](const std::shared_ptr<exchange>& e) {
     e->conn = nullptr;
+    server.record(e, false);
     notice n{e, {}, {}};
     if (e->streamed && !e->end_result) {
       e->end_result = uv_error(UV_ECONNRESET);

@@ -12,12 +12,15 @@
 // forbidden) or the workers keep crashing; 2 for a bad command line.
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 
 #include <crew/cluster.hpp>
 #include <crew/crew.hpp>
 
+#include "access_log.hpp"
 #include "metrics.hpp"
 #include "options.hpp"
 #include "routes.hpp"
@@ -25,6 +28,14 @@
 namespace {
 
 int run_primary(const crew_server::options& o) {
+  if (!o.access_log.empty()) {
+    int log = crew_server::open_access_log(o.access_log);
+    if (log < 0) {
+      std::fprintf(stderr, "crew-server: cannot open the access log %s: %s\n", o.access_log.c_str(), std::strerror(errno));
+      return 2;
+    }
+    if (log != STDOUT_FILENO) ::close(log);
+  }
   crew::cluster::primary primary({.exec = crew::cluster::exec_path(),
                                   .scheduling = o.policy,
                                   .restart = {.enabled = true}});
@@ -63,7 +74,12 @@ int run_primary(const crew_server::options& o) {
 
 int run_worker(const crew_server::options& o) {
   crew_server::services services(crew::parent_channel(), o.pool_threads, o.pool_queue, o.videos);
-  crew::http::server server(services.router(), o.http);
+  crew::http::server_options http = o.http;
+  if (!o.access_log.empty()) {
+    int log = crew_server::open_access_log(o.access_log);  // the primary opened it once already
+    if (log >= 0) http.on_answer = crew_server::access_logger(log);
+  }
+  crew::http::server server(services.router(), http);
   crew::cluster::listen(
       server, o.port,
       [](crew::result<int> port) {

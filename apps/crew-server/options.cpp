@@ -16,6 +16,7 @@ constexpr const char* usage =
     "                   [--headers-timeout-ms N] [--request-timeout-ms N] [--keep-alive-timeout-ms N]\n"
     "                   [--pool-threads N] [--pool-queue N]\n"
     "                   [--conversions N] [--conversion-queue N] [--conversion-timeout-ms N]\n"
+    "                   [--access-log FILE|-]\n"
     "  --port                   the port to serve on (default 3000)\n"
     "  --host                   the IPv4 or IPv6 address to listen on (default 127.0.0.1;\n"
     "                           0.0.0.0 or :: for every interface)\n"
@@ -32,6 +33,7 @@ constexpr const char* usage =
     "  --conversions            each worker's FFmpeg conversions at once (default 2)\n"
     "  --conversion-queue       conversions waiting in each worker at most; past it 503 (default 8)\n"
     "  --conversion-timeout-ms  a conversion longer than this is killed (default 300000)\n"
+    "  --access-log             one JSON line per request, appended to FILE (- for stdout); default: none\n"
     "environment: PORT and WORKERS, as Node programs read them (the flags win)\n"
     "signals: SIGTERM/SIGINT graceful shutdown, SIGHUP rolling reload\n";
 
@@ -84,6 +86,8 @@ std::optional<options> parse(int argc, char** argv, bool& help) {
       ok = parse_number<std::size_t>(value, 0, 1024, o.videos.queue);
     else if (flag == "--conversion-timeout-ms")
       ok = milliseconds(value, o.videos.timeout) && o.videos.timeout.count() > 0;
+    else if (flag == "--access-log")
+      o.access_log = value;
     else if (flag == "--host")
       o.host = value;
     else if (flag == "--headers-timeout-ms")

@@ -20,6 +20,7 @@ struct options {
   std::size_t pool_threads = 2;     // each worker's thread pool for /heavy and /process-image
   std::size_t pool_queue = 1024;    // tasks waiting there at most; past it 503
   conversion_options videos;        // /convert-video's limits, per worker
+  std::string access_log;           // --access-log: a file, "-" for stdout, "" for none
 };
 
 /// Reads argv; on a bad or unknown flag prints why and the usage to stderr and

@@ -13,6 +13,7 @@
 
 #include <crew/cluster.hpp>
 
+#include "access_log.hpp"
 #include "image.hpp"
 #include "number.hpp"
 
@@ -20,19 +21,6 @@ namespace crew_server {
 namespace {
 
 using json = crew::message::value_type;
-
-// The time as JavaScript's toISOString() writes it: 2026-11-23T07:30:00.123Z.
-std::string iso_time() {
-  auto now = std::chrono::system_clock::now();
-  std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
-  std::tm utc{};
-  gmtime_r(&seconds, &utc);
-  char text[32];
-  std::size_t n = std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%S", &utc);
-  std::snprintf(text + n, sizeof text - n, ".%03dZ", static_cast<int>(millis));
-  return text;
-}
 
 // Math.random()'s kind of generator: xorshift128+, doubles in [0, 1).
 class random_numbers {

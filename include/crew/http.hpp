@@ -30,6 +30,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -226,6 +227,16 @@ class router {
   bool any_streams_ = false;
 };
 
+/// One request and what became of it, for server_options::on_answer: an
+/// access log's line, a latency histogram's sample.
+struct answer_record {
+  const request& req;                    ///< valid during the call only
+  int status = 0;                        ///< the answer's status (the server's own for a 408, 413...)
+  std::uint64_t body_bytes = 0;          ///< the answer's body, before chunked framing
+  std::chrono::microseconds duration{};  ///< from the request's first byte to its answer handed to the socket
+  bool answered = true;                  ///< false: the connection went first (the client, a timeout)
+};
+
 /// Limits and timeouts of a server. Timeouts are checked on the server's clock,
 /// which ticks every quarter of the shortest one (at most 250 ms, at least
 /// 10 ms), so each acts up to one tick late; 0 turns one off.
@@ -252,6 +263,11 @@ struct server_options {
   /// stopped reading) is closed. An answer that goes out, however slowly,
   /// is never cut. Default: 60 s (nginx's send_timeout).
   std::chrono::milliseconds send_timeout{60'000};
+  /// Hears of every request once, on a later turn than its answer: when the
+  /// whole answer went to the socket, or when the connection went first
+  /// (`answered` false). Not after the server is destroyed. Default: none,
+  /// and then nothing is recorded.
+  std::function<void(const answer_record&)> on_answer;
 };
 
 /// An HTTP/1.1 server on one loop: a tcp::server and the connections it

@@ -17,6 +17,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "crew/http.hpp"
 
@@ -36,7 +37,7 @@ constexpr std::uint64_t close_grace_ms = 100;
 /// One request and its answer. Shared by the connection's queue and the
 /// handler's response; the connection lets go once the answer is out.
 struct exchange : std::enable_shared_from_this<exchange> {
-  explicit exchange(connection* c) noexcept : conn(c) { req.link_.exchange_ = this; }
+  explicit exchange(connection* c) noexcept : conn(c), began(uv_hrtime()) { req.link_.exchange_ = this; }
 
   /// Whether the answer may carry a body: not for HEAD, 1xx, 204 or 304.
   bool body_allowed() const noexcept;
@@ -55,6 +56,12 @@ struct exchange : std::enable_shared_from_this<exchange> {
 
   request req;
   connection* conn;  // null once the connection is gone, or the answer is out
+  // For server_options::on_answer.
+  std::uint64_t began;           // uv_hrtime() at the request's first byte
+  std::uint64_t ended = 0;       // when the answer went to the socket, or the connection went
+  std::uint64_t body_bytes = 0;  // of the answer, before chunk framing
+  bool recorded = false;         // queued for on_answer
+  bool answered = false;         // the whole answer went to the socket
 
   // The answer.
   int status = 200;
@@ -178,6 +185,10 @@ struct server_state final : crew::detail::handle_state {
   void begin_close();  // close() began: requests end their connection, idle ones get a grace
   void begin_drain();  // tcp's draining event: each connection ends after its answers
   void bury(connection& c);
+  /// Queues the exchange for on_answer (once; nothing when it is not set),
+  /// which hears of it on a later turn: never inside the call that answered.
+  void record(const std::shared_ptr<exchange>& e, bool answered);
+  void report_answers();
   void start_clock(std::uint64_t period_ms);
   std::vector<connection*> snapshot();
   bool streams(const request& req) const;
@@ -196,6 +207,7 @@ struct server_state final : crew::detail::handle_state {
   std::list<connection> connections;
   std::list<connection> graveyard;  // retired, freed by the next tick
   std::uint64_t served = 0;
+  std::vector<std::shared_ptr<exchange>> recorded;  // for on_answer, this turn
   std::string date;  // "Date: ...\r\n"
   std::uint64_t date_expires = 0;
   bool draining = false;

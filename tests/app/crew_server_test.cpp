@@ -730,6 +730,32 @@ TEST(crew_server, port_and_workers_come_from_the_environment_and_flags_win) {
   EXPECT_NE(bad.err.find("bad PORT in the environment: http"), std::string::npos) << bad.err;
 }
 
+// --access-log: one JSON line per request from every worker, appended to one file.
+TEST(crew_server, the_access_log_has_a_json_line_per_request) {
+  std::string path = testing::TempDir() + "crew-server-access.log";
+  std::filesystem::remove(path);
+  run_result r = run_server({"--port", "0", "--workers", "2", "--access-log", path}, [](int port, pid_t server) {
+    EXPECT_EQ(crew::test::request(port, "GET", "/").status, 200);
+    EXPECT_EQ(crew::test::request(port, "GET", "/nowhere?x=1").status, 404);
+    EXPECT_EQ(crew::test::request(port, "POST", "/process-image", "neither").status, 415);
+    kill(server, SIGTERM);
+  });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
+  std::ifstream log(path);
+  std::multiset<std::string> lines;
+  for (std::string line; std::getline(log, line);) {
+    auto entry = message::value_type::parse(line, nullptr, false);
+    ASSERT_TRUE(entry.is_object()) << line;
+    EXPECT_TRUE(entry["time"].is_string());
+    EXPECT_TRUE(entry["worker"].is_number_integer());
+    EXPECT_GE(entry["ms"].get<double>(), 0);
+    lines.insert(entry["method"].get<std::string>() + " " + entry["target"].get<std::string>() + " " +
+                 std::to_string(entry["status"].get<int>()));
+  }
+  EXPECT_EQ(lines, (std::multiset<std::string>{"GET / 200", "GET /nowhere?x=1 404", "POST /process-image 415"}));
+  EXPECT_EQ(run_server({"--access-log", "/nonexistent/access.log"}, [](int, pid_t) {}).status.code, 2);
+}
+
 TEST(crew_server, a_bad_command_line_is_exit_code_2) {
   run_result r = run_server({"--workers", "none"}, [](int, pid_t) {});
   EXPECT_EQ(r.status.code, 2);

@@ -170,6 +170,35 @@ TEST(http, a_star_route_takes_every_path_under_its_prefix_and_an_exact_route_win
   }
 }
 
+// on_answer hears of each request once, after its answer is out, with the
+// status, the body's size and the time taken.
+TEST(http, on_answer_hears_of_every_request_once_after_its_answer) {
+  crew::loop loop;
+  std::vector<std::string> heard;
+  router routes;
+  routes.get("/hello", [](request&, response& res) { res.send("hello"); });
+  routes.get("/stream", [](request&, response& res) {
+    res.write("ab");
+    res.end("cde");
+  });
+  crew::http::server_options options;
+  options.on_answer = [&](const crew::http::answer_record& r) {
+    heard.push_back(r.req.method + " " + r.req.path + " " + std::to_string(r.status) + " " +
+                    std::to_string(r.body_bytes) + (r.answered ? "" : " gone"));
+    EXPECT_GE(r.duration.count(), 0);
+  };
+  server s(std::move(routes), options);
+  int port = s.listen(0).value();
+  with_client(loop, [&] {
+    (void)exchange_once(port,
+                        "GET /hello HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n"
+                        "GET /nowhere HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  });
+  for (int turn = 0; turn < 100 && heard.size() < 3; ++turn) loop.run_once();  // the last may come a turn later
+  EXPECT_EQ(heard, (std::vector<std::string>{"GET /hello 200 5", "GET /stream 200 5", "GET /nowhere 404 10"}));
+}
+
 TEST(http, reads_content_length_and_chunked_bodies) {
   crew::loop loop;
   server s(echo_routes());
