@@ -128,7 +128,10 @@ decoded decode_jpeg(std::string_view bytes) {
   p.height = height;
   p.pixels.resize(static_cast<std::size_t>(width) * static_cast<std::size_t>(height) * 4);
   // A warning (a file cut short, damaged data) fails too: no grey-filled guess.
-  if (tjDecompress2(tj.get(), data, length, p.pixels.data(), width, 0, height, TJPF_RGBA, TJFLAG_STOPONWARNING) != 0)
+  // A progressive JPEG of more than 500 scans is refused: thousands of tiny
+  // scans make a small file that takes minutes to decode.
+  if (tjDecompress2(tj.get(), data, length, p.pixels.data(), width, 0, height, TJPF_RGBA,
+                    TJFLAG_STOPONWARNING | TJFLAG_LIMITSCANS) != 0)
     return failure(400, std::string("the JPEG does not decode: ") + tjGetErrorStr2(tj.get()));
   return p;
 }
@@ -355,10 +358,10 @@ std::optional<image_edits> parse_edits(const crew::url_search_params& query, std
       error = "format must be png or jpeg";
       return std::nullopt;
     }
-  } else if (accept.find("image/png") != std::string_view::npos) {
-    e.format = "png";
-  } else if (accept.find("image/jpeg") != std::string_view::npos) {
-    e.format = "jpeg";
+  } else {  // the first of the two that Accept names
+    std::size_t png = accept.find("image/png"), jpeg = accept.find("image/jpeg");
+    if (png != std::string_view::npos && (jpeg == std::string_view::npos || png < jpeg)) e.format = "png";
+    else if (jpeg != std::string_view::npos) e.format = "jpeg";
   }
   return e;
 }

@@ -56,8 +56,9 @@ json heavy() {
 
 // On a pool thread: the seeds' JSON pixels in, {status, body} out.
 json scale_pixels(const std::string& body) {
-  json input = json::parse(body, nullptr, false);
-  if (input.is_discarded() || !input.is_object() || !input.contains("imageData") || !input["imageData"].is_array())
+  crew::result<crew::message> parsed = crew::message::parse(body);  // nesting past message::max_depth fails
+  json input = parsed ? std::move(parsed->value()) : json();
+  if (!input.is_object() || !input.contains("imageData") || !input["imageData"].is_array())
     return {{"status", 400}, {"body", {{"error", "expected {\"imageData\": [{\"r\":..,\"g\":..,\"b\":..}, ...]}"}}}};
   json result = json::array();
   for (const json& pixel : input["imageData"]) {

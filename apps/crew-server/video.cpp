@@ -37,6 +37,11 @@ const format_info formats[] = {
     {"gif", "image/gif", {"-an"}},
 };
 
+// The containers an upload may be: a playlist (HLS, concat) would have FFmpeg
+// read other files of this machine, and no other format is let in.
+const std::vector<std::string> input_formats = {
+    "-format_whitelist", "mov,mp4,m4a,3gp,3g2,mj2,matroska,webm,avi,mpegts,flv,ogg,gif,mpeg,asf,wav"};
+
 const format_info* format_named(std::string_view name) {
   for (const format_info& f : formats)
     if (name == f.name) return &f;
@@ -103,6 +108,7 @@ fs::path jobs_directory() { return jobs_directory_of(::getppid()); }
 conversions::conversions(fs::path dir, conversion_options options) : dir_(std::move(dir)), options_(options) {
   std::error_code ec;
   fs::create_directories(dir_, ec);
+  fs::permissions(dir_, fs::perms::owner_all, ec);  // jobs are the server's: no other user lists or reads them
   // Ended jobs' files go an hour after; marks from other workers are looked at too.
   sweeper_.start(std::chrono::seconds(10), std::chrono::seconds(10), [this] { sweep(); });
   sweeper_.unref();
@@ -131,7 +137,8 @@ void conversions::upload(crew::http::request& req, crew::http::response& res) {
   }
   if (!on_path("ffmpeg") || !on_path("ffprobe"))
     return error_answer(res, 503, "ffmpeg is not installed: ffmpeg and ffprobe must be on PATH");
-  if (waiting_.size() >= options_.queue && running_ >= options_.running) {
+  // Uploads still arriving or being probed hold their place too.
+  if (running_ + waiting_.size() + arriving_ >= options_.running + options_.queue) {
     res.set_header("Retry-After", "5");
     return error_answer(res, 503, "busy: every conversion slot and queue place is taken; try again");
   }
@@ -152,6 +159,7 @@ void conversions::upload(crew::http::request& req, crew::http::response& res) {
     return error_answer(res, 500, "cannot make the job's files: " + std::system_category().message(errno));
   }
   mine_[j->id] = j;
+  ++arriving_;
   struct upload {
     crew::http::response res;
     bool refused = false;
@@ -183,7 +191,10 @@ void conversions::upload(crew::http::request& req, crew::http::response& res) {
     if (cut) return forget(j);  // the client went away, or the upload was cut short
     // ffprobe reads the duration, for the percentage; what it cannot read is no video.
     j->state = "probing";
-    crew::exec_file("ffprobe", {"-v", "error", "-show_entries", "format=duration", "-of", "csv=p=0", j->input_path().string()},
+    std::vector<std::string> probe = {"-v", "error"};
+    probe.insert(probe.end(), input_formats.begin(), input_formats.end());
+    probe.insert(probe.end(), {"-show_entries", "format=duration", "-of", "csv=p=0", j->input_path().string()});
+    crew::exec_file("ffprobe", std::move(probe),
                     {.timeout = std::chrono::seconds(30)}, [this, j, up](crew::exec_result r) {
                       if (j->state != "probing") return;  // cancelled meanwhile
                       if (!r.ok()) {
@@ -196,6 +207,7 @@ void conversions::upload(crew::http::request& req, crew::http::response& res) {
                       double seconds = 0;
                       std::istringstream(r.out) >> seconds;
                       j->seconds = seconds > 0 ? seconds : 0;
+                      --arriving_;
                       j->state = "queued";
                       save(*j);
                       up->res.status(202).json({{"id", j->id}, {"job", "/jobs/" + j->id}, {"state", j->state}});
@@ -220,14 +232,18 @@ void conversions::start_next() {
 void conversions::convert(const std::shared_ptr<job_state>& j) {
   ++running_;
   j->state = "running";
-  std::vector<std::string> args = {"-v", "error", "-nostdin", "-y", "-i", j->input_path().string()};
+  // setpriv: FFmpeg gets SIGKILL if this worker dies first (a crash, the
+  // cluster's kill after a drain too long), so no conversion outlives it.
+  std::vector<std::string> args = {"--pdeathsig", "KILL", "--", "ffmpeg", "-v", "error", "-nostdin", "-y"};
+  args.insert(args.end(), input_formats.begin(), input_formats.end());
+  args.insert(args.end(), {"-i", j->input_path().string()});
   std::string filter = j->width ? "scale=" + std::to_string(j->width) + ":" + std::to_string(j->height) : "";
   if (std::string_view(j->format->name) == "gif") filter = "fps=10" + (filter.empty() ? "" : "," + filter);
   if (!filter.empty()) args.insert(args.end(), {"-vf", filter});
   args.insert(args.end(), j->format->args.begin(), j->format->args.end());
   args.insert(args.end(), {"-progress", "pipe:1", "-nostats", j->output_path().string()});
   // Its own process group: a timeout or a cancellation kills whatever FFmpeg started too.
-  j->ffmpeg.emplace(crew::spawn("ffmpeg", args, {.process_group = true}));
+  j->ffmpeg.emplace(crew::spawn("setpriv", args, {.process_group = true}));
   crew::child_process& ffmpeg = *j->ffmpeg;
   ffmpeg.out().on_data([this, j](std::string_view chunk) { on_progress(j, chunk); });
   ffmpeg.err().on_data([j](std::string_view chunk) {
@@ -273,6 +289,7 @@ void conversions::on_progress(const std::shared_ptr<job_state>& j, std::string_v
 // unless done), writes the final state.
 void conversions::finish(const std::shared_ptr<job_state>& j, std::string state, std::string error) {
   if (j->state == "done" || j->state == "failed" || j->state == "cancelled") return;
+  if (j->state == "uploading" || j->state == "probing") --arriving_;
   bool was_running = j->state == "running";
   j->state = std::move(state);
   j->error = std::move(error);
@@ -291,6 +308,7 @@ void conversions::finish(const std::shared_ptr<job_state>& j, std::string state,
 
 // A job that never got an id to its client (refused, cut short, not a video): its files go now.
 void conversions::forget(const std::shared_ptr<job_state>& j) {
+  if (j->state == "uploading" || j->state == "probing") --arriving_;
   if (j->input >= 0) ::close(std::exchange(j->input, -1));
   j->state = "failed";
   std::error_code ec;
@@ -355,7 +373,10 @@ void conversions::job(crew::http::request& req, crew::http::response& res) {
   auto mine = mine_.find(id);
 
   if (req.method == "DELETE") {
-    if (output) return error_answer(res, 405, "DELETE /jobs/ID, not its output");
+    if (output) {
+      res.set_header("Allow", "GET");
+      return error_answer(res, 405, "DELETE /jobs/ID, not its output");
+    }
     bool ended = current == "done" || current == "failed" || current == "cancelled";
     if (mine != mine_.end()) {
       std::shared_ptr<job_state> j = mine->second;

@@ -67,6 +67,7 @@ class conversions {
   std::map<std::string, std::shared_ptr<job_state>> mine_;  // this worker's jobs, until their files go
   std::deque<std::shared_ptr<job_state>> waiting_;
   std::size_t running_ = 0;
+  std::size_t arriving_ = 0;  // uploads still arriving or being probed
   crew::timer sweeper_;
 };
 

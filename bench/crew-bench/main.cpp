@@ -78,6 +78,9 @@ constexpr workload workloads[] = {
      "process-image [--workers W] [--connections C] [--seconds S] [--size N]  crew-server's\n"
      "                          POST /process-image?grayscale of an N x N PNG under wrk: req_per_s, latency_p50,\n"
      "                          latency_p99, failed"},
+    {"convert-video", crew::bench::convert_video,
+     "convert-video [--count N] [--seconds S] [--direct yes]  N conversions of an S-second clip to WebM through\n"
+     "                          crew-server's jobs, or FFmpeg run directly: convert_video_s"},
 };
 
 int usage() {

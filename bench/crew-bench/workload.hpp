@@ -53,5 +53,6 @@ int cluster_http(const options& opts);    // an HTTP cluster under wrk: requests
 int pool(const options& opts);            // tiny tasks on crew::pool (or the hand-written pool): rate and latency
 int pool_worker(const options& opts);     // the process pool's worker of `pool`
 int process_image(const options& opts);   // crew-server's /process-image under wrk
+int convert_video(const options& opts);   // crew-server's /convert-video, or FFmpeg run directly
 
 }  // namespace crew::bench

@@ -375,6 +375,10 @@ TEST(crew_server, convert_video_runs_ffmpeg_as_a_job_whose_output_ffprobe_checks
     EXPECT_EQ(refused("/convert-video?size=15x9", clip), 400);
     EXPECT_EQ(refused("/convert-video?size=99999x2", clip), 400);
     EXPECT_EQ(refused("/convert-video", "not a video at all"), 415);
+    // A playlist naming a file of the server's own disk is no video: FFmpeg must not read that file.
+    std::string playlist = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\n" + testing::TempDir() +
+                           "clip-2-320x240.mp4\n#EXT-X-ENDLIST\n";
+    EXPECT_EQ(refused("/convert-video", playlist), 415);
     EXPECT_EQ(refused("/convert-video", clip.substr(0, clip.size() / 3)), 415);  // cut short: no moov
     EXPECT_EQ(crew::test::request(port, "GET", "/jobs/0123456789abcdef").status, 404);
     EXPECT_EQ(crew::test::request(port, "GET", "/jobs/../../etc/passwd").status, 404);
@@ -400,7 +404,8 @@ TEST(crew_server, convert_video_kills_ffmpeg_and_removes_files_on_cancel_timeout
                             [&](int port, pid_t server) {
     std::filesystem::path jobs = std::filesystem::temp_directory_path() / ("crew-server-" + std::to_string(server) + "-jobs");
     std::string a = json_of(crew::test::request(port, "POST", "/convert-video?format=webm", clip))["id"];
-    std::string b = json_of(crew::test::request(port, "POST", "/convert-video?format=webm", clip))["id"];
+    // b is made slow (a 60 s clip scaled to 2048x2048): it cannot end within its 3 s.
+    std::string b = json_of(crew::test::request(port, "POST", "/convert-video?format=webm&size=2048x2048", clip))["id"];
     ASSERT_FALSE(a.empty());
     ASSERT_FALSE(b.empty());
     auto full = crew::test::request(port, "POST", "/convert-video?format=webm", clip);
@@ -436,7 +441,7 @@ TEST(crew_server, convert_video_kills_ffmpeg_and_removes_files_on_cancel_timeout
     EXPECT_EQ(left, 0u);
 
     // A conversion running at shutdown is killed, and the jobs' directory goes.
-    std::string d = json_of(crew::test::request(port, "POST", "/convert-video?format=webm", clip))["id"];
+    std::string d = json_of(crew::test::request(port, "POST", "/convert-video?format=webm&size=2048x2048", clip))["id"];
     ASSERT_EQ(job_when(port, d, [](const auto& s) { return s.value("state", "") != "queued"; })["state"], "running");
     kill(server, SIGTERM);
     for (int i = 0; i < 100 && std::filesystem::exists(jobs); ++i) std::this_thread::sleep_for(50ms);
