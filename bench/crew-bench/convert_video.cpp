@@ -1,10 +1,10 @@
 // convert-video: crew-server's POST /convert-video against running FFmpeg directly.
 //
-//   crew-bench convert-video [--count 5] [--seconds 10] [--direct yes]
+//   crew-bench convert-video [--count 5] [--seconds 60] [--direct yes]
 //
 // Makes a clip with FFmpeg's testsrc (SECONDS long, 640x480, H.264), then
 // converts it COUNT times, one after another, to WebM: through crew-server (the
-// upload with curl, the job polled every 20 ms, the output fetched), or, with
+// upload with curl, the job polled every 100 ms, the output fetched), or, with
 // --direct yes, by running ffmpeg with the arguments crew-server gives it
 // (apps/crew-server/video.cpp). convert_video_s: seconds per conversion.
 #include <unistd.h>
@@ -38,7 +38,7 @@ int convert_video(const options& opts) {
   fs::create_directories(dir);
   std::string clip = (dir / "clip.mp4").string(), out = (dir / "out.webm").string();
   (void)exec_file_sync("ffmpeg", {"-v", "error", "-y", "-f", "lavfi", "-i",
-                                  "testsrc=duration=" + std::to_string(opts.integer("seconds", 10)) + ":size=640x480:rate=25",
+                                  "testsrc=duration=" + std::to_string(opts.integer("seconds", 60)) + ":size=640x480:rate=25",
                                   "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", clip});
   if (opts.text("direct", "no") == "yes") {
     clock::time_point start = clock::now();
@@ -79,7 +79,7 @@ int convert_video(const options& opts) {
             code = 1;
             break;
           }
-          std::this_thread::sleep_for(std::chrono::milliseconds(20));
+          std::this_thread::sleep_for(std::chrono::milliseconds(100));  // each poll is a curl process: CPU FFmpeg would use
         }
         (void)curl({"-s", "-o", out, base + "/jobs/" + id[1].str() + "/output"});
         (void)curl({"-s", "-X", "DELETE", base + "/jobs/" + id[1].str()});
