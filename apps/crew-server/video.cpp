@@ -135,8 +135,8 @@ void conversions::upload(crew::http::request& req, crew::http::response& res) {
         !parse_number(text.substr(x + 1), 2, 4096, height) || width % 2 || height % 2)
       return error_answer(res, 400, "size must be WxH, each side an even number from 2 to 4096");
   }
-  if (!on_path("ffmpeg") || !on_path("ffprobe"))
-    return error_answer(res, 503, "ffmpeg is not installed: ffmpeg and ffprobe must be on PATH");
+  if (!on_path("ffmpeg") || !on_path("ffprobe") || !on_path("setpriv"))
+    return error_answer(res, 503, "ffmpeg is not installed: ffmpeg, ffprobe and setpriv (util-linux) must be on PATH");
   // Uploads still arriving or being probed hold their place too.
   if (running_ + waiting_.size() + arriving_ >= options_.running + options_.queue) {
     res.set_header("Retry-After", "5");
