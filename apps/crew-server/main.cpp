@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 
 #include <crew/cluster.hpp>
 #include <crew/crew.hpp>
@@ -56,7 +57,7 @@ int run_primary(const crew_server::options& o) {
   // Workers ask for /metrics' figures. A port that cannot be had ends the
   // program with code 1 and says why (the primary's default).
   primary.on_message([&](crew::cluster::worker_process& w, crew::message m) {
-    crew_server::answer_metrics(primary, w, m.value());
+    if (!crew_server::dashboard_message(primary, w, m.value())) crew_server::answer_metrics(primary, w, m.value());
   });
   primary.on_crash_loop([&] {
     std::fprintf(stderr, "crew-server: the workers keep crashing; stopping\n");
@@ -75,10 +76,15 @@ int run_primary(const crew_server::options& o) {
 int run_worker(const crew_server::options& o) {
   crew_server::services services(crew::parent_channel(), o.pool_threads, o.pool_queue, o.videos);
   crew::http::server_options http = o.http;
+  std::function<void(const crew::http::answer_record&)> log;
   if (!o.access_log.empty()) {
-    int log = crew_server::open_access_log(o.access_log);  // the primary opened it once already
-    if (log >= 0) http.on_answer = crew_server::access_logger(log);
+    int fd = crew_server::open_access_log(o.access_log);  // the primary opened it once already
+    if (fd >= 0) log = crew_server::access_logger(fd);
   }
+  http.on_answer = [&services, log](const crew::http::answer_record& r) {
+    services.gauges().record(r);
+    if (log) log(r);
+  };
   crew::http::server server(services.router(), http);
   crew::cluster::listen(
       server, o.port,

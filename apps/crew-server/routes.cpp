@@ -134,7 +134,8 @@ services::services(crew::ipc_channel* primary, std::size_t pool_threads, std::si
              {"process-image", [](crew::message in) { return edit_image(in.value()); }}},
             {.min_threads = 1, .max_threads = pool_threads, .max_queue = pool_queue}),
       videos_(jobs_directory(), videos),
-      primary_(primary) {}
+      primary_(primary),
+      gauges_(primary, [this] { return pool_.stats().queue_size; }) {}
 
 // Runs the task on the worker's pool and answers with what it gives:
 // {status, body} answers with body as JSON, {status, type, body} with the bytes of body.
@@ -222,6 +223,12 @@ crew::http::router services::router() {
       {.stream_body = true});
   routes.get("/jobs/*", [this](crew::http::request& req, crew::http::response& res) { videos_.job(req, res); });
   routes.del("/jobs/*", [this](crew::http::request& req, crew::http::response& res) { videos_.job(req, res); });
+
+  routes.get("/dashboard", [](crew::http::request&, crew::http::response& res) { serve_dashboard_page(res); });
+  routes.get("/dashboard.js", [](crew::http::request&, crew::http::response& res) { serve_dashboard_script(res); });
+  routes.get("/dashboard/events", [this](crew::http::request&, crew::http::response& res) {
+    crew::task<> streaming = serve_dashboard_events(primary_, std::move(res));  // runs on alone
+  });
 
   routes.get("/healthz", [](crew::http::request&, crew::http::response& res) { res.json({{"status", "ok"}}); });
   // 503 while the worker drains (a reload, a shutdown): a load balancer in front routes around it.

@@ -14,6 +14,8 @@
 //   GET  /readyz         {"ready":true}; 503 {"ready":false,"reason":"draining"} while the worker drains
 //   POST /convert-video  FFmpeg through spawn, as a job: 202 {id, job}; GET /jobs/ID, GET /jobs/ID/output,
 //                        DELETE /jobs/ID (video.hpp)
+//   GET  /dashboard      a live page of every worker's figures (dashboard.hpp), /dashboard.js,
+//                        /dashboard/events (Server-Sent Events from the primary)
 //   GET  /metrics        every worker's figures in Prometheus' text format, from the primary,
 //                        and the answering worker's pool: queue, utilisation, wait and run times
 #pragma once
@@ -24,6 +26,7 @@
 #include <crew/http.hpp>
 #include <crew/pool.hpp>
 
+#include "dashboard.hpp"
 #include "metrics.hpp"
 #include "video.hpp"
 
@@ -39,6 +42,8 @@ class services {
   services& operator=(const services&) = delete;
 
   crew::http::router router();
+  /// For server_options::on_answer: the dashboard's figures.
+  worker_gauges& gauges() noexcept { return gauges_; }
 
  private:
   void convert(crew::http::request& req, crew::http::response& res);
@@ -48,6 +53,7 @@ class services {
   std::list<crew::child_process> conversions_;  // iconv's
   conversions videos_;
   crew::ipc_channel* primary_;  // null outside a cluster
+  worker_gauges gauges_;
 };
 
 }  // namespace crew_server

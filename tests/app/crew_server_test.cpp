@@ -10,6 +10,7 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <atomic>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
@@ -733,6 +734,59 @@ TEST(crew_server, port_and_workers_come_from_the_environment_and_flags_win) {
   run_result bad = crew::test::run_program(CREW_SERVER, {}, "$^", [](int, pid_t) {}, {{"PORT", "http"}});
   EXPECT_EQ(bad.status.code, 2);
   EXPECT_NE(bad.err.find("bad PORT in the environment: http"), std::string::npos) << bad.err;
+}
+
+// /dashboard: the page and its script come from crew-server itself; its event
+// stream gives one entry per worker each second, and the figures move under load.
+TEST(crew_server, the_dashboard_streams_every_workers_figures_each_second) {
+  run_result r = run_server({"--port", "0", "--workers", "2"}, [](int port, pid_t server) {
+    auto page = crew::test::request(port, "GET", "/dashboard");
+    EXPECT_EQ(page.status, 200);
+    EXPECT_NE(page.head.find("text/html"), std::string::npos);
+    EXPECT_NE(page.body.find("<script src=\"/dashboard.js\">"), std::string::npos);
+    EXPECT_NE(crew::test::request(port, "GET", "/dashboard.js").body.find("EventSource('/dashboard/events')"),
+              std::string::npos);
+
+    auto stream = crew::test::http_connection::to(port);
+    ASSERT_TRUE(stream.send("GET /dashboard/events HTTP/1.1\r\nHost: x\r\n\r\n"));
+    std::atomic<bool> loading{true};
+    std::thread load([&] {
+      crew::test::http_client client(port);
+      for (int i = 0; i < 20000 && loading; ++i) (void)client.get("/");
+    });
+    // Events until one shows both workers answering (bounded: 20 events, one a second).
+    std::string text;
+    double busiest = 0;
+    std::set<pid_t> pids;
+    for (int events = 0; events < 20 && busiest == 0;) {
+      std::string chunk = stream.read_some();
+      if (chunk.empty()) break;
+      text += chunk;
+      for (std::size_t at; (at = text.find("data: ")) != std::string::npos;) {
+        std::size_t end = text.find('\n', at);
+        if (end == std::string::npos) break;
+        auto snapshot = message::value_type::parse(text.substr(at + 6, end - at - 6), nullptr, false);
+        text.erase(0, end + 1);
+        ++events;
+        ASSERT_TRUE(snapshot.is_object());
+        ASSERT_EQ(snapshot["workers"].size(), 2u) << snapshot;
+        double least = 1e9;
+        for (const auto& w : snapshot["workers"]) {
+          pids.insert(w["pid"].get<pid_t>());
+          EXPECT_GE(w["uptime_s"].get<double>(), 0);
+          EXPECT_GT(w["rss_bytes"].get<double>(), 0);
+          least = std::min(least, w.value("rps", 0.0));  // absent until the worker's first report
+        }
+        busiest = std::max(busiest, least);
+      }
+    }
+    loading = false;
+    load.join();
+    EXPECT_GT(busiest, 0) << "no event showed both workers answering under load";
+    EXPECT_EQ(pids.size(), 2u);
+    kill(server, SIGTERM);
+  });
+  EXPECT_EQ(r.status, (crew::exit_status{0, 0})) << r.err;
 }
 
 // --access-log: one JSON line per request from every worker, appended to one file.

@@ -122,6 +122,12 @@ class http_connection {
     return true;
   }
 
+  /// What the server sent next (at least a byte), as it came; "" once the connection ends.
+  std::string read_some() {
+    if (in_.empty() && !fill()) return {};
+    return std::exchange(in_, {});
+  }
+
   /// Everything until the server closes.
   std::string read_to_end() {
     while (fill()) {
