@@ -143,13 +143,17 @@ function draw(id, field) {
   g.moveTo(0, height - 0.5);
   g.lineTo(width, height - 0.5);
   g.stroke();
-  const now = Date.now() / 1000;
+  // The last five minutes, or as much as there is (at least half a minute), across the width.
+  const now = Math.max(...[...history.values()].map((points) => points.length ? points[points.length - 1].t : 0));
+  let oldest = now;
+  for (const points of history.values()) if (points.length) oldest = Math.min(oldest, points[0].t);
+  const span = Math.min(keep, Math.max(30, now - oldest));
   for (const [id_, points] of history) {
     g.strokeStyle = colors[(id_ - 1) % colors.length];
     g.lineWidth = 1.5;
     g.beginPath();
     points.forEach((p, i) => {
-      const x = width - ((now - p.t) / keep) * width;
+      const x = width - ((now - p.t) / span) * width;
       const y = height - ((p[field] || 0) / top) * (height - 14);
       if (i === 0) g.moveTo(x, y); else g.lineTo(x, y);
     });
