@@ -14,8 +14,7 @@ using namespace std::chrono_literals;
 
 constexpr std::size_t max_samples = 100'000;  // latencies kept a second; past it, the rest are not sampled
 
-// The primary's: each worker's last report, by worker id.
-std::map<int, json> reports;
+constexpr std::size_t history_kept = 300;  // seconds of snapshots
 
 double cpu_seconds() {
   rusage usage{};
@@ -29,22 +28,6 @@ double percentile_ms(const std::vector<std::uint32_t>& sorted, double fraction) 
   if (sorted.empty()) return 0;
   auto at = static_cast<std::size_t>(fraction * static_cast<double>(sorted.size() - 1));
   return sorted[at] / 1000.0;
-}
-
-json snapshot(crew::cluster::primary& primary) {
-  json workers = json::array();
-  for (const crew::cluster::worker_figures& f : primary.figures()) {
-    json w = {{"id", f.id},
-              {"pid", f.pid},
-              {"uptime_s", static_cast<double>(f.uptime.count()) / 1000},
-              {"restarts", f.restarts},
-              {"rss_bytes", f.memory_bytes}};
-    if (auto it = reports.find(f.id); it != reports.end() && it->second.is_object())
-      for (auto& [key, value] : it->second.items()) w[key] = value;
-    workers.push_back(std::move(w));
-  }
-  double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  return {{"time", now}, {"primary", ::getpid()}, {"workers", std::move(workers)}};
 }
 
 constexpr const char* page = R"page(<!doctype html>
@@ -161,11 +144,11 @@ function draw(id, field) {
   }
 }
 
-function update(snapshot) {
+// Adds a snapshot to the charts' history.
+function add(snapshot) {
   const seen = new Set();
   for (const w of snapshot.workers) {
     seen.add(w.id);
-    card(w);
     const points = history.get(w.id) || [];
     points.push({ t: snapshot.time, rps: w.rps, p99: w.p99_ms, rss: w.rss_bytes / 1048576, cpu: w.cpu_percent });
     while (points.length && points[0].t < snapshot.time - keep) points.shift();
@@ -176,6 +159,11 @@ function update(snapshot) {
     history.delete(id);
     document.getElementById(`worker-${id}`)?.remove();
   }
+}
+
+// Shows the latest snapshot: the cards, and the charts of the history.
+function render(snapshot) {
+  for (const w of snapshot.workers) card(w);
   document.getElementById('status').textContent =
     `${snapshot.workers.length} workers · primary pid ${snapshot.primary} · updated ${new Date(snapshot.time * 1000).toLocaleTimeString()}`;
   draw('rps', 'rps');
@@ -185,7 +173,16 @@ function update(snapshot) {
 }
 
 const events = new EventSource('/dashboard/events');
-events.addEventListener('figures', (e) => update(JSON.parse(e.data)));
+events.addEventListener('history', (e) => {
+  const past = JSON.parse(e.data);
+  past.forEach(add);
+  if (past.length) render(past[past.length - 1]);
+});
+events.addEventListener('figures', (e) => {
+  const snapshot = JSON.parse(e.data);
+  add(snapshot);
+  render(snapshot);
+});
 events.onerror = () => { document.getElementById('status').textContent = 'reconnecting…'; };
 )page";
 
@@ -221,17 +218,44 @@ void worker_gauges::report() {
   if (primary_->connected()) (void)primary_->send(crew::message(json{{"dashboard_figures", std::move(figures)}}));
 }
 
-bool dashboard_message(crew::cluster::primary& primary, crew::cluster::worker_process& w, const json& m) {
+dashboard_feed::dashboard_feed(crew::cluster::primary& primary) : primary_(primary) {
+  timer_.start(1s, 1s, [this] {
+    history_.push_back(snapshot());
+    if (history_.size() > history_kept) history_.pop_front();
+  });
+  timer_.unref();  // it never keeps the primary alive
+}
+
+json dashboard_feed::snapshot() const {
+  json workers = json::array();
+  for (const crew::cluster::worker_figures& f : primary_.figures()) {
+    json w = {{"id", f.id},
+              {"pid", f.pid},
+              {"uptime_s", static_cast<double>(f.uptime.count()) / 1000},
+              {"restarts", f.restarts},
+              {"rss_bytes", f.memory_bytes}};
+    if (auto it = reports_.find(f.id); it != reports_.end() && it->second.is_object())
+      for (auto& [key, value] : it->second.items()) w[key] = value;
+    workers.push_back(std::move(w));
+  }
+  double now = std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  return {{"time", now}, {"primary", ::getpid()}, {"workers", std::move(workers)}};
+}
+
+bool dashboard_feed::message(crew::cluster::worker_process& w, const json& m) {
   if (!m.is_object()) return false;
   if (m.contains("dashboard_figures")) {
-    reports[w.id()] = m["dashboard_figures"];
+    reports_[w.id()] = m["dashboard_figures"];
     return true;
   }
-  if (m.contains("dashboard_request") && m.contains("id")) {
-    w.send(crew::json{{"id", m["id"]}, {"snapshot", snapshot(primary)}});
-    return true;
-  }
-  return false;
+  if (!m.contains("dashboard_request") || !m.contains("id")) return false;
+  if (m.value("history", false)) {
+    json past = json::array();
+    for (const json& s : history_) past.push_back(s);
+    w.send(crew::json{{"id", m["id"]}, {"history", std::move(past)}});
+  } else
+    w.send(crew::json{{"id", m["id"]}, {"snapshot", snapshot()}});
+  return true;
 }
 
 void serve_dashboard_page(crew::http::response& res) { res.send(page, "text/html; charset=utf-8"); }
@@ -248,6 +272,12 @@ crew::task<> serve_dashboard_events(crew::ipc_channel* primary, crew::http::resp
   auto gone = std::make_shared<bool>(false);
   res.on_close([gone] { *gone = true; });
   res.write(": crew-server's figures, each second\n\n");
+  {
+    crew::result<crew::message> past = crew::make_error_code(crew::errc::ipc_channel_closed);
+    crew::message question(crew::json{{"dashboard_request", true}, {"history", true}});
+    past = co_await primary->request(std::move(question), {.timeout = std::chrono::seconds(2)});
+    if (past && !*gone) res.write("event: history\ndata: " + past->value()["history"].dump() + "\n\n");
+  }
   while (!*gone && !crew::cluster::disconnecting()) {
     crew::result<crew::message> answer = crew::make_error_code(crew::errc::ipc_channel_closed);
     crew::message question(crew::json{{"dashboard_request", true}});

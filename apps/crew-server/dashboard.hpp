@@ -3,8 +3,9 @@
 // charts of the last five minutes. Everything it needs is served here (no CDN):
 //   GET /dashboard         the page
 //   GET /dashboard.js      its script
-//   GET /dashboard/events  Server-Sent Events: `event: figures` each second, a
-//                          snapshot of every worker that the primary assembles
+//   GET /dashboard/events  Server-Sent Events: first `event: history` (the last five
+//                          minutes), then `event: figures` each second, a snapshot
+//                          of every worker that the primary assembles
 // Each worker measures itself each second (worker_gauges) and sends that to
 // the primary; the primary adds what the cluster knows (pid, uptime, restarts,
 // memory) and answers the workers that serve the event stream.
@@ -12,6 +13,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <vector>
@@ -44,10 +46,23 @@ class worker_gauges {
   crew::timer timer_;
 };
 
-/// In the primary: keeps each worker's last report; gives true when `m` was
-/// the dashboard's (a report, or a request for a snapshot, which it answers).
-bool dashboard_message(crew::cluster::primary& primary, crew::cluster::worker_process& w,
-                       const crew::message::value_type& m);
+/// In the primary: each worker's last report, and a snapshot of every worker
+/// each second for the last five minutes (a page opened now draws them at once).
+class dashboard_feed {
+ public:
+  explicit dashboard_feed(crew::cluster::primary& primary);
+  /// Gives true when `m` (from w) was the dashboard's: a report, or a request
+  /// for the snapshots, which it answers.
+  bool message(crew::cluster::worker_process& w, const crew::message::value_type& m);
+
+ private:
+  crew::message::value_type snapshot() const;
+
+  crew::cluster::primary& primary_;
+  std::map<int, crew::message::value_type> reports_;  // by worker id
+  std::deque<crew::message::value_type> history_;     // a snapshot a second, oldest first
+  crew::timer timer_;
+};
 
 /// In a worker: the page, its script, and the event stream (until the client
 /// goes or the worker drains).

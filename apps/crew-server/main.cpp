@@ -56,8 +56,9 @@ int run_primary(const crew_server::options& o) {
   });
   // Workers ask for /metrics' figures. A port that cannot be had ends the
   // program with code 1 and says why (the primary's default).
+  crew_server::dashboard_feed dashboard(primary);
   primary.on_message([&](crew::cluster::worker_process& w, crew::message m) {
-    if (!crew_server::dashboard_message(primary, w, m.value())) crew_server::answer_metrics(primary, w, m.value());
+    if (!dashboard.message(w, m.value())) crew_server::answer_metrics(primary, w, m.value());
   });
   primary.on_crash_loop([&] {
     std::fprintf(stderr, "crew-server: the workers keep crashing; stopping\n");
