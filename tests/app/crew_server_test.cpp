@@ -713,7 +713,7 @@ TEST(crew_server, readyz_is_503_while_a_worker_drains) {
     ASSERT_TRUE(c.send("GET /readyz HTTP/1.1\r\nHost: x\r\n"));  // a request begun: the drain waits for it
     std::this_thread::sleep_for(100ms);  // not timing: the bytes are in before the signal either way
     kill(worker, SIGTERM);
-    std::this_thread::sleep_for(100ms);
+    std::this_thread::sleep_for(1s);  // for the worker to take the signal; it waits for this request
     ASSERT_TRUE(c.send("\r\n"));
     auto draining = c.answer();
     EXPECT_EQ(draining.status, 503) << draining.head;
